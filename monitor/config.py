@@ -1,0 +1,154 @@
+"""Settings: `monitor.yaml` (or `--config FILE`) and `MONITOR_*` environment variables, which win.
+
+Built once by the CLI (or by a test) and passed to `create_app`; nothing reads the environment
+after that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = "monitor.yaml"
+
+
+class SettingsError(Exception):
+    """Raised when the settings cannot be loaded; the message names the file or field."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="forbid", frozen=True)
+
+    # where the proxy listens
+    host: str = Field("127.0.0.1", description="Address the proxy binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the proxy listens on.")
+
+    # the upstream Gemma server
+    backend_url: AnyHttpUrl = Field(
+        AnyHttpUrl("http://127.0.0.1:8080"),
+        description="Base URL of the upstream server, without /v1 (a trailing /v1 is removed).",
+    )
+    backend_protocol: Literal["openai", "ollama"] = Field(
+        "openai",
+        description="What the backend speaks: 'openai' (vLLM, llama.cpp, TGI) or 'ollama'. "
+        "Ollama clients in front of an OpenAI backend are translated; OpenAI clients in front "
+        "of Ollama use Ollama's own /v1 endpoints.",
+    )
+    backend_name: str | None = Field(None, description="Label stored with each record.")
+    backend_api_key: str | None = Field(
+        None, description="Sent upstream as 'Authorization: Bearer ...' when set."
+    )
+    forward_client_authorization: bool = Field(
+        False, description="Forward the client's Authorization header upstream."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Upstream connect timeout.")
+    read_timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait for the next upstream byte (first token included)."
+    )
+    max_connections: int = Field(512, ge=1, description="Upstream connection pool size.")
+
+    # admission
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+
+    # storage
+    database_url: str = Field(
+        "sqlite:///var/gemma-monitor.db",
+        description="SQLAlchemy URL. Postgres: postgresql+psycopg://user@host/db.",
+    )
+    auto_migrate: bool = Field(
+        False, description="Run the migrations at startup instead of refusing to start."
+    )
+    content_storage: Literal["none", "redacted", "full"] = Field(
+        "none", description="Whether prompts and responses are stored (hashes always are)."
+    )
+    spool_dir: Path = Field(
+        Path("var/spool"), description="Where records wait while the database is unreachable."
+    )
+    recorder_queue_size: int = Field(20_000, ge=1, description="In-memory record queue bound.")
+    recorder_batch_size: int = Field(1000, ge=1, description="Most rows per database write.")
+    recorder_flush_interval_s: float = Field(
+        0.25, gt=0, description="Longest a record waits in memory before a write."
+    )
+    recorder_retry_interval_s: float = Field(
+        2.0, gt=0, description="How often a spool is replayed while the database is down."
+    )
+
+    # lifecycle
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On shutdown, how long in-flight streams may finish."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("backend_url", mode="before")
+    @classmethod
+    def _strip_v1(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.rstrip("/")
+            if value.endswith("/v1"):
+                value = value[: -len("/v1")]
+        return value
+
+    @property
+    def backend_base(self) -> str:
+        return str(self.backend_url).rstrip("/")
+
+    @property
+    def backend_label(self) -> str:
+        return self.backend_name or self.backend_base
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file (which arrives as init kwargs through `load`).
+        return (env_settings, init_settings)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Read the YAML file (if any), then the environment, then explicit overrides (CLI flags).
+
+        Raises `SettingsError` naming the file or the field that is wrong.
+        """
+        data: dict[str, Any] = {}
+        path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
+        if config_file or path.exists():
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except FileNotFoundError as exc:
+                raise SettingsError(f"config file {path} does not exist") from exc
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
+            if loaded is not None and not isinstance(loaded, dict):
+                raise SettingsError(f"config file {path} must hold a mapping of settings")
+            data = loaded or {}
+        try:
+            settings = cls(**data)
+            if overrides:
+                merged = settings.model_dump() | {
+                    k: v for k, v in overrides.items() if v is not None
+                }
+                settings = cls.model_validate(merged)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, path if data else None)) from exc
+        return settings
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" (from {path} or MONITOR_* environment)" if path else ""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = f"MONITOR_{field.upper()}" if err["loc"] else ""
+        lines.append(f"invalid setting '{field}'{f' ({env})' if env else ''}: {err['msg']}")
+    return "\n".join(lines) + where
