@@ -1,0 +1,31 @@
+# The monitor (proxy + workers), for docker-compose.yml or any container platform.
+#   docker build -t gemma-monitor .
+#   docker build --build-arg EXTRAS=postgres,dashboard -t gemma-monitor-dashboard .
+FROM python:3.11-slim
+
+ARG EXTRAS=postgres
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# .dockerignore keeps .venv, .git, var/ and caches out of the context.
+COPY . .
+RUN pip install ".[${EXTRAS}]" \
+    && useradd --system --uid 10001 --home-dir /app monitor \
+    && mkdir -p /var/lib/gemma-monitor/spool \
+    && chown -R monitor /var/lib/gemma-monitor
+
+USER monitor
+ENV MONITOR_HOST=0.0.0.0 \
+    MONITOR_PORT=8000 \
+    MONITOR_SPOOL_DIR=/var/lib/gemma-monitor/spool \
+    MONITOR_POLICIES=/app/policies/default.yaml
+VOLUME ["/var/lib/gemma-monitor"]
+EXPOSE 8000
+
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"MONITOR_PORT\", \"8000\")}/health', timeout=2)"
+
+CMD ["sh", "-c", "gemma-monitor db upgrade && exec gemma-monitor serve --host 0.0.0.0"]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the whole test suite (unit, integration, e2e) in .venv, setting it up if needed.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh tests/unit -x   # arguments go to pytest
+#
+# Integration tests need Postgres and Redis (.ci/run starts them); e2e tests start a local
+# Gemma 3 270M through llama.cpp (the first run builds llama-cpp-python: ~10 minutes).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/scripts/_venv.sh"
+setup_venv postgres,local-backend,test,dev
+cd "$ROOT"
+exec "$ROOT/.venv/bin/python" -m pytest -q "$@"
