@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(
         False, description="Run the migrations at startup instead of refusing to start."
     )
-    content_storage: Literal["none", "redacted", "full"] = Field(
+    content_storage: Literal["none", "full"] = Field(
         "none", description="Whether prompts and responses are stored (hashes always are)."
     )
     spool_dir: Path = Field(

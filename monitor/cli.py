@@ -1,0 +1,148 @@
+"""`gemma-monitor`: serve, db upgrade/current, demo.
+
+The CLI builds `Settings` once and hands them on; errors the operator can fix (bad settings, an
+un-migrated database) end the process with a message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from monitor.config import Settings, SettingsError
+
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return Settings.load(args.config, **overrides)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from monitor.app import create_app
+    from monitor.store.migrate import NotMigratedError
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = create_app(settings)
+    except NotMigratedError as exc:
+        print(f"gemma-monitor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        backlog=4096,
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(
+        args,
+        host=args.host,
+        port=args.port,
+        backend_url=args.backend,
+        database_url=args.database_url,
+        auto_migrate=True if args.migrate else None,
+    )
+    return _serve(settings)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from monitor.store.engine import redact_url
+    from monitor.store.migrate import current_revision, upgrade
+
+    settings = _settings(args, database_url=args.database_url)
+    upgrade(settings.database_url)
+    print(
+        f"{redact_url(settings.database_url)} is at revision {current_revision(settings.database_url)}"
+    )
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from monitor.store.engine import redact_url
+    from monitor.store.migrate import current_revision, head_revision
+
+    settings = _settings(args, database_url=args.database_url)
+    current = current_revision(settings.database_url)
+    head = head_revision()
+    print(f"{redact_url(settings.database_url)}: at {current or 'nothing'}, head is {head}")
+    return 0 if current == head else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.backends.local import LocalGemmaServer
+
+    with LocalGemmaServer(port=args.backend_port) as backend:
+        print(f"Gemma 3 270M (llama.cpp) serving at {backend.url}", file=sys.stderr)
+        settings = _settings(
+            args,
+            host=args.host,
+            port=args.port,
+            backend_url=backend.url,
+            auto_migrate=True,
+        )
+        print(
+            f"Gemma Monitor proxy at http://{settings.host}:{settings.port} "
+            f"(OpenAI: /v1/chat/completions, Ollama: /api/chat; metrics: /metrics)",
+            file=sys.stderr,
+        )
+        return _serve(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gemma-monitor", description=__doc__)
+    parser.add_argument("--config", help="settings file (default: ./monitor.yaml if present)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the proxy and its workers")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--backend", help="upstream Gemma server URL (MONITOR_BACKEND_URL)")
+    serve.add_argument("--database-url", help="SQLAlchemy URL (MONITOR_DATABASE_URL)")
+    serve.add_argument("--migrate", action="store_true", help="upgrade the database first")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate the configured database to the newest schema")
+    up.add_argument("--database-url")
+    up.set_defaults(func=cmd_db_upgrade)
+    current = db_sub.add_parser("current", help="show the schema revision (exit 1 if behind)")
+    current.add_argument("--database-url")
+    current.set_defaults(func=cmd_db_current)
+
+    demo = sub.add_parser("demo", help="a local Gemma 3 270M backend and the proxy on SQLite")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--backend-port", type=int, default=8080)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"gemma-monitor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Errors the client sees, and the exceptions that carry them to the one place that renders them.
+
+    ProxyError                  a request ends with an error response (never a 500 for bad input)
+    ├── RequestInvalid          400 VALIDATION_ERROR: malformed JSON, invalid UTF-8, wrong types,
+    │                           missing fields
+    ├── BodyTooLarge            413 VALIDATION_ERROR: body over `max_body_bytes`
+    ├── BackendFailed           502 GENERATION_ERROR: backend refused the connection, reset it,
+    │                           answered 5xx or something that is not its protocol
+    └── BackendTimeout          504 GENERATION_ERROR: no byte from the backend within the timeout
+
+Rendering into the client's protocol (OpenAI error object or Ollama's `{"error": ...}`) happens
+in `monitor.proxy.protocols.error_body`, called only by the proxy handler.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ProxyError(Exception):
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: int = 500  # an instance may narrow it (a backend 4xx keeps its status)
+    outcome: ClassVar[str] = "backend_error"
+    error_type: ClassVar[str] = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class RequestInvalid(ProxyError):
+    code = "VALIDATION_ERROR"
+    status = 400
+    outcome = "invalid"
+    error_type = "invalid_request_error"
+
+
+class BodyTooLarge(RequestInvalid):
+    status = 413
+
+
+class BackendFailed(ProxyError):
+    code = "GENERATION_ERROR"
+    status = 502
+    outcome = "backend_error"
+    error_type = "server_error"
+
+    def __init__(
+        self, message: str, *, upstream_status: int | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param)
+        self.upstream_status = upstream_status
+
+
+class BackendTimeout(BackendFailed):
+    status = 504

@@ -1,0 +1,220 @@
+"""Prometheus metrics, fed from finished request records at the edge.
+
+Names follow Prometheus conventions and, where one fits, the OpenTelemetry GenAI semantic
+conventions (`gen_ai.client.operation.duration`, `gen_ai.client.token.usage`,
+`gen_ai.server.time_to_first_token`, `gen_ai.server.time_per_output_token`), with dots as
+underscores and the unit as a suffix. Label values come only from bounded sets: route, outcome,
+operation, token type. Never a model name from a request, a user or a request id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitor.record import RequestRecord
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_DURATION_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    20,
+    40,
+    80,
+    160,
+    float("inf"),
+)
+_TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1,
+    2.5,
+    5,
+    7.5,
+    10,
+    float("inf"),
+)
+_TPOT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1,
+    2.5,
+    float("inf"),
+)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
+
+_OPERATION = {
+    "/v1/chat/completions": "chat",
+    "/api/chat": "chat",
+    "/v1/completions": "text_completion",
+    "/api/generate": "text_completion",
+}
+
+
+class RecorderStats(Protocol):
+    @property
+    def queue_depth(self) -> int: ...
+    @property
+    def spool_bytes(self) -> int: ...
+
+    records_written_total: int
+    records_spooled_total: int
+    write_errors_total: int
+
+
+class _RecorderCollector(Collector):
+    def __init__(self, stats: RecorderStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        s = self._stats
+        yield GaugeMetricFamily(
+            "gemma_monitor_recorder_queue_depth",
+            "Records waiting in memory to be written.",
+            value=s.queue_depth,
+        )
+        yield GaugeMetricFamily(
+            "gemma_monitor_recorder_spool_bytes",
+            "Bytes of records waiting in the spool for the database.",
+            value=s.spool_bytes,
+        )
+        yield CounterMetricFamily(
+            "gemma_monitor_recorder_records_written",
+            "Records written to the database.",
+            value=s.records_written_total,
+        )
+        yield CounterMetricFamily(
+            "gemma_monitor_recorder_records_spooled",
+            "Records that went to the spool.",
+            value=s.records_spooled_total,
+        )
+        yield CounterMetricFamily(
+            "gemma_monitor_recorder_write_errors",
+            "Failed database writes.",
+            value=s.write_errors_total,
+        )
+
+
+class Metrics:
+    """The app's metrics, on a registry of its own (a fresh one per app, so per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gemma_monitor_requests",
+            "Generation requests by route and outcome.",
+            ("route", "outcome"),
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "End-to-end request duration as the client saw it.",
+            ("gen_ai_operation_name", "outcome"),
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time from request to the first output token.",
+            ("gen_ai_operation_name",),
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "gen_ai_server_time_per_output_token_seconds",
+            "Mean time between output tokens after the first (streams).",
+            ("gen_ai_operation_name",),
+            buckets=_TPOT_BUCKETS,
+            registry=r,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per request, input and output.",
+            ("gen_ai_token_type",),
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "gemma_monitor_tokens", "Tokens processed.", ("gen_ai_token_type",), registry=r
+        )
+        self.inflight = Gauge(
+            "gemma_monitor_inflight_requests", "Generation requests in progress.", registry=r
+        )
+        self._input_usage = self.token_usage.labels("input")
+        self._output_usage = self.token_usage.labels("output")
+        self._input_total = self.tokens.labels("input")
+        self._output_total = self.tokens.labels("output")
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+
+    def track_recorder(self, stats: RecorderStats) -> None:
+        self.registry.register(_RecorderCollector(stats))
+
+    def track_inflight(self, count: Callable[[], float]) -> None:
+        self.inflight.set_function(count)
+
+    def observe(self, record: RequestRecord) -> None:
+        key = (record.route, record.outcome)
+        children = self._children.get(key)
+        if children is None:
+            operation = _OPERATION.get(record.route, "other")
+            children = (
+                self.requests.labels(record.route, record.outcome),
+                self.duration.labels(operation, record.outcome),
+                self.ttft.labels(operation),
+                self.tpot.labels(operation),
+            )
+            self._children[key] = children
+        requests, duration, ttft, tpot = children
+        requests.inc()
+        if record.latency_ms is not None:
+            duration.observe(record.latency_ms / 1000.0)
+        if record.outcome != "ok":
+            return
+        if record.ttft_ms is not None:
+            ttft.observe(record.ttft_ms / 1000.0)
+        if record.itl_ms is not None:
+            tpot.observe(record.itl_ms / 1000.0)
+        if record.prompt_tokens is not None:
+            self._input_usage.observe(record.prompt_tokens)
+            self._input_total.inc(record.prompt_tokens)
+        if record.completion_tokens is not None:
+            self._output_usage.observe(record.completion_tokens)
+            self._output_total.inc(record.completion_tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

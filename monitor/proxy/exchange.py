@@ -1,0 +1,129 @@
+"""One client exchange over raw ASGI: reading the body within a limit, answering, and noticing
+a client that goes away.
+
+Pure ASGI rather than a framework response class: the relay sends upstream chunks as they come,
+and the disconnect watcher needs `receive` to itself once the body is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from monitor.errors import BodyTooLarge, RequestInvalid
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client disconnected before the response was complete."""
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class Exchange:
+    """The client's side of one request."""
+
+    __slots__ = (
+        "_watcher",
+        "disconnected",
+        "finished",
+        "receive",
+        "request_id",
+        "scope",
+        "send",
+        "started",
+        "status",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.request_id = request_id
+        self.started = False
+        self.finished = False
+        self.disconnected = False
+        self.status = 0
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def read_body(self, limit: int) -> bytes:
+        length = header(self.scope, b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError as exc:
+                raise RequestInvalid("Content-Length is not a number") from exc
+            if declared > limit:
+                raise BodyTooLarge(
+                    f"request body of {declared} bytes is over the {limit}-byte limit"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def watch_disconnect(self) -> None:
+        """From now on, a client disconnect cancels the task handling this request."""
+        task = asyncio.current_task()
+        assert task is not None
+
+        async def wait() -> None:
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    break
+            if not self.finished:
+                self.disconnected = True
+                task.cancel()
+
+        self._watcher = asyncio.create_task(wait())
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None and not self._watcher.done():
+            self._watcher.cancel()
+        self._watcher = None
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        self.status = status
+        headers.append((b"x-request-id", self.request_id.encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, more: bool) -> None:
+        if not more:
+            self.finished = True
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def whole(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+        headers.append((b"content-length", str(len(data)).encode()))
+        await self.start(status, headers)
+        await self.body(data, False)
+
+    async def _send(self, message: Message) -> None:
+        try:
+            await self.send(message)
+        except OSError as exc:  # uvicorn raises ClientDisconnected (an OSError) once gone
+            self.disconnected = True
+            raise ClientGone() from exc

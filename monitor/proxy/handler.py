@@ -1,0 +1,232 @@
+"""The request path for generation routes: admit, forward, relay (streaming or whole), record.
+
+Every request leaves exactly one `RequestRecord`, handed to the recorder in `finally`; every
+`ProxyError` becomes an answer in the client's protocol here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from monitor.config import Settings
+from monitor.errors import BackendFailed, ProxyError
+from monitor.proxy import protocols
+from monitor.proxy.backend import BackendClient, iter_body, request_headers, response_headers
+from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send, header
+from monitor.proxy.relay import Relay, relay_for
+from monitor.proxy.timing import RequestTimer
+from monitor.record import RequestRecord, utcnow
+
+log = logging.getLogger(__name__)
+
+GENERATION_ROUTES = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate"}
+)
+_JSON = [(b"content-type", b"application/json")]
+_ERROR_EXCERPT = 2000
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def principal_of(scope: Scope) -> str | None:
+    """sha256 of the client's API key, 16 hex chars; never the key itself."""
+    auth = header(scope, b"authorization")
+    if auth and auth[:7].lower() == b"bearer " and len(auth) > 7:
+        return hashlib.sha256(auth[7:].strip()).hexdigest()[:16]
+    return None
+
+
+class ProxyHandler:
+    """Handles one generation request from start to record."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: BackendClient,
+        submit: Callable[[RequestRecord], None],
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.submit = submit
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        protocol = protocols.OLLAMA if route.startswith("/api/") else protocols.OPENAI
+        timer = RequestTimer()
+        exchange = Exchange(scope, receive, send, uuid.uuid4().hex)
+        record = RequestRecord(
+            id=exchange.request_id,
+            ts=utcnow(),
+            route=route,
+            protocol=protocol,
+            backend=self.settings.backend_label,
+            principal=principal_of(scope),
+        )
+        self.inflight += 1
+        self.idle.clear()
+        try:
+            await self._handle(exchange, record, timer, route, protocol)
+        except ProxyError as error:
+            record.outcome, record.error_code = error.outcome, error.code
+            await self._fail(exchange, record, protocol, error)
+        except ClientGone:
+            record.outcome = "client_abort"
+        except asyncio.CancelledError:
+            if not exchange.disconnected:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            record.outcome = "client_abort"
+        finally:
+            exchange.stop_watching()
+            timer.finish()
+            record.latency_ms = timer.latency_ms
+            record.http_status = exchange.status or 499
+            self.inflight -= 1
+            if self.inflight == 0:
+                self.idle.set()
+            self.submit(record)
+
+    async def _handle(
+        self,
+        exchange: Exchange,
+        record: RequestRecord,
+        timer: RequestTimer,
+        route: str,
+        protocol: str,
+    ) -> None:
+        body = await exchange.read_body(self.settings.max_body_bytes)
+        payload = protocols.parse_json_object(body)
+        info = protocols.inspect_request(route, payload)
+        record.model, record.stream = info.model, info.stream
+        record.input_chars, record.input_messages = info.input_chars, info.input_messages
+        record.prompt_hash = sha256_hex(info.prompt_text)
+        if self.settings.content_storage == "full":
+            record.prompt_text = info.prompt_text
+
+        relay = relay_for(route, protocol, self.settings.backend_protocol, payload, info, timer)
+        upstream_body = (
+            body if relay.upstream_payload is None else orjson.dumps(relay.upstream_payload)
+        )
+        headers = request_headers(exchange.scope["headers"], self.settings)
+        exchange.watch_disconnect()
+        upstream = await self.backend.send("POST", relay.upstream_path, upstream_body, headers)
+        try:
+            if upstream.status >= 400:
+                await self._upstream_error(upstream, relay.upstream_path)
+            elif relay.stream and _is_stream(upstream):
+                await self._relay_stream(exchange, upstream, relay)
+            else:
+                await self._relay_whole(exchange, upstream, relay)
+        finally:
+            if exchange.finished:
+                upstream.release()  # back to the pool for the next request
+            else:
+                upstream.close()  # unread or aborted: the upstream request must end now
+        self._finish_record(record, relay, timer)
+
+    async def _relay_whole(
+        self, exchange: Exchange, upstream: aiohttp.ClientResponse, relay: Relay
+    ) -> None:
+        data = b"".join(
+            [chunk async for chunk in iter_body(upstream, self.settings.read_timeout_s)]
+        )
+        out = relay.whole(data)
+        if relay.text:
+            relay.timer.token()  # the whole answer is the first (and last) token
+        await exchange.whole(200, relay.response_headers(response_headers(upstream)), out)
+
+    async def _relay_stream(
+        self, exchange: Exchange, upstream: aiohttp.ClientResponse, relay: Relay
+    ) -> None:
+        await exchange.start(200, relay.response_headers(response_headers(upstream)))
+        try:
+            async for chunk in iter_body(upstream, self.settings.read_timeout_s):
+                out = relay.feed(chunk)
+                if out:
+                    await exchange.body(out, True)
+        except BackendFailed as error:
+            relay.failed = error
+            await exchange.body(relay.stream_error(error, exchange.request_id), False)
+            raise
+        await exchange.body(relay.close(), False)
+
+    async def _upstream_error(self, upstream: aiohttp.ClientResponse, path: str) -> None:
+        raw = await upstream.content.read(64 * 1024)
+        message = _upstream_message(raw) or upstream.reason or "error"
+        status = upstream.status if 400 <= upstream.status < 500 else None
+        error = BackendFailed(
+            f"backend answered {upstream.status} to {path}: {message[:_ERROR_EXCERPT]}",
+            upstream_status=upstream.status,
+        )
+        if status is not None:
+            error.status = status  # the client's mistake (unknown model...): keep the status
+        raise error
+
+    async def _fail(
+        self, exchange: Exchange, record: RequestRecord, protocol: str, error: ProxyError
+    ) -> None:
+        if exchange.started or exchange.disconnected:
+            return
+        if error.status >= 500:
+            log.warning("request %s failed: %s", exchange.request_id, error.message)
+        try:
+            await exchange.whole(
+                error.status,
+                list(_JSON),
+                protocols.error_body(protocol, error, exchange.request_id),
+            )
+        except ClientGone:
+            record.outcome = "client_abort"
+
+    def _finish_record(self, record: RequestRecord, relay: Relay, timer: RequestTimer) -> None:
+        timer.finish()
+        record.ttft_ms = timer.ttft_ms
+        record.itl_ms = timer.itl_ms
+        usage = relay.usage
+        record.prompt_tokens = usage.prompt_tokens
+        completion = usage.completion_tokens
+        if completion is None:
+            completion = (
+                timer.token_events if relay.stream else protocols.estimate_tokens(relay.text)
+            )
+            record.tokens_estimated = True
+        record.completion_tokens = completion
+        record.tokens_per_s = timer.tokens_per_s(completion, relay.stream)
+        if relay.failed is not None:
+            record.outcome, record.error_code = relay.failed.outcome, relay.failed.code
+        record.response_hash = sha256_hex(relay.text)
+        if self.settings.content_storage == "full":
+            record.response_text = relay.text
+
+
+def _is_stream(upstream: aiohttp.ClientResponse) -> bool:
+    ctype = upstream.headers.get("content-type", "")
+    return "event-stream" in ctype or "ndjson" in ctype or "application/json" not in ctype
+
+
+def _upstream_message(raw: bytes) -> str:
+    try:
+        payload: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()
+    if isinstance(payload, dict):
+        error = payload.get("error", payload.get("detail"))
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        if error is not None:
+            return str(error)
+    return str(payload)
