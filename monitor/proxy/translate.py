@@ -194,7 +194,9 @@ class OllamaAnswer:
                     call.get("index", 0), {"function": {"name": "", "arguments": ""}}
                 )
                 function = call.get("function") or {}
-                slot["function"]["name"] += function.get("name") or ""
+                name = function.get("name") or ""
+                if name != slot["function"]["name"]:  # some servers repeat the name in every delta
+                    slot["function"]["name"] += name
                 slot["function"]["arguments"] += function.get("arguments") or ""
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]

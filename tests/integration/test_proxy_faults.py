@@ -1,0 +1,210 @@
+"""Bad input, broken backends and vanishing clients: clear errors in the client's protocol, a
+record for every request, never a 500."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.support.fake_backend import FakeBackend
+from tests.support.proxy import RunningProxy
+from tests.support.servers import free_port
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def openai_error(resp: httpx.Response) -> dict:
+    body = resp.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert error["request_id"] == resp.headers["x-request-id"]
+    assert "Traceback" not in error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b"", "empty"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"messages": "hi"}', "'messages' must be an array"),
+        (b'{"messages": []}', "must not be empty"),
+        (b'{"model": "m"}', "'messages' is required"),
+        (b'{"messages": [{"role": "wizard", "content": "x"}]}', "role"),
+        (b'{"messages": [{"role": "user", "content": 5}]}', "content"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "'stream' must be a boolean"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "10"}', "'max_tokens' must be an integer"),
+    ],
+)
+def test_bad_openai_input_is_a_400_in_openai_shape(proxy: RunningProxy, fake_backend: FakeBackend, body: bytes, fragment: str) -> None:
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 400
+    error = openai_error(resp)
+    assert error["code"] == "VALIDATION_ERROR" and error["type"] == "invalid_request_error"
+    assert fragment in error["message"]
+    assert fake_backend.received == []  # nothing reached the backend
+    record = proxy.record(resp.headers["x-request-id"])
+    assert (record.outcome, record.error_code, record.http_status) == ("invalid", "VALIDATION_ERROR", 400)
+
+
+def test_bad_ollama_input_is_a_400_in_ollama_shape(proxy: RunningProxy) -> None:
+    resp = httpx.post(f"{proxy.url}/api/chat", content=b'{"messages": [{"role": "user", "content": "x"}]}')
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["error"] == "'model' is required"
+    assert body["code"] == "VALIDATION_ERROR" and body["request_id"] == resp.headers["x-request-id"]
+
+
+def test_huge_body_is_a_413(make_proxy, fake_backend: FakeBackend) -> None:
+    proxy = make_proxy(max_body_bytes=64 * 1024)
+    big = b'{"messages": [{"role": "user", "content": "' + b"x" * (200 * 1024) + b'"}]}'
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=big)
+    assert resp.status_code == 413
+    assert openai_error(resp)["code"] == "VALIDATION_ERROR"
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        for _ in range(40):
+            yield b"x" * 4096
+
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=chunks())
+    assert resp.status_code == 413
+    assert fake_backend.received == []
+
+
+def test_dead_backend_is_a_502(make_proxy) -> None:
+    proxy = make_proxy(backend_url=f"http://127.0.0.1:{free_port()}")
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
+    assert resp.status_code == 502
+    error = openai_error(resp)
+    assert error["code"] == "GENERATION_ERROR" and "unreachable" in error["message"]
+    record = proxy.record(resp.headers["x-request-id"])
+    assert (record.outcome, record.error_code, record.http_status) == ("backend_error", "GENERATION_ERROR", 502)
+    ollama = httpx.post(f"{proxy.url}/api/chat", json={**CHAT, "stream": False})
+    assert ollama.status_code == 502 and ollama.json()["code"] == "GENERATION_ERROR"
+
+
+def test_silent_backend_is_a_504(make_proxy, fake_backend: FakeBackend) -> None:
+    proxy = make_proxy(read_timeout_s=0.5)
+    fake_backend.script.mode = "hang"
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, timeout=10)
+    assert resp.status_code == 504
+    assert openai_error(resp)["code"] == "GENERATION_ERROR"
+    assert proxy.record(resp.headers["x-request-id"]).outcome == "backend_error"
+
+
+def test_backend_5xx_is_a_502_and_4xx_keeps_its_status(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+    fake_backend.script.status = 500
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
+    assert resp.status_code == 502
+    assert "scripted failure" in openai_error(resp)["message"]
+    fake_backend.script.status = 404
+    fake_backend.script.error_body = b'{"error": "model \\"m\\" not found"}'
+    resp = httpx.post(f"{proxy.url}/api/chat", json={**CHAT, "stream": False})
+    assert resp.status_code == 404
+    assert 'model "m" not found' in resp.json()["error"]
+
+
+def test_backend_garbage_is_a_502(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+    fake_backend.script.mode = "garbage"
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
+    assert resp.status_code == 502
+    assert "not JSON" in openai_error(resp)["message"]
+
+
+def test_backend_dropping_mid_stream_ends_the_stream_with_an_error(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+    fake_backend.script.mode = "drop_mid_stream"
+    fake_backend.script.drop_after = 2
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True})
+    assert resp.status_code == 200  # the headers were already sent
+    events = [e for e in resp.content.split(b"\n\n") if e.strip()]
+    assert b"tok0" in events[0] and b"tok1" in events[1]
+    assert b'"GENERATION_ERROR"' in events[-1]
+    record = proxy.record(resp.headers["x-request-id"])
+    assert (record.outcome, record.error_code) == ("backend_error", "GENERATION_ERROR")
+
+
+def test_client_abort_mid_stream_is_recorded_and_closes_upstream(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+    fake_backend.script.chunks = 50
+    fake_backend.script.chunk_s = 0.05
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+        request_id = resp.headers["x-request-id"]
+        for chunk in resp.iter_raw():
+            if b"tok1" in chunk:
+                break
+    # leaving the block closes the connection mid-stream
+    record = proxy.record(request_id)
+    assert record.outcome == "client_abort" and record.stream is True
+    deadline = time.monotonic() + 5
+    while fake_backend.disconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_backend.disconnects == 1 and fake_backend.completed_streams == 0
+
+
+def test_client_abort_while_waiting_for_the_first_token(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+    fake_backend.script.think_s = 2.0
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, timeout=httpx.Timeout(5, read=0.3))
+    records = proxy.records(1)
+    assert records[0].outcome == "client_abort"
+
+
+def test_slowloris_client_does_not_block_others(proxy: RunningProxy) -> None:
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
+        assert resp.status_code == 200
+
+
+def test_health_ready_and_metrics(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+    assert httpx.get(f"{proxy.url}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{proxy.url}/ready")
+    assert ready.status_code == 200 and ready.json()["backend"] == "ok" and ready.json()["database"] == "ok"
+    httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
+    httpx.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True})
+    httpx.post(f"{proxy.url}/v1/chat/completions", content=b"{")
+    proxy.records(3)
+    text = httpx.get(f"{proxy.url}/metrics").text
+    assert 'gemma_monitor_requests_total{outcome="ok",route="/v1/chat/completions"} 2.0' in text
+    assert 'gemma_monitor_requests_total{outcome="invalid",route="/v1/chat/completions"} 1.0' in text
+    assert 'gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name="chat"} 2.0' in text
+    assert 'gen_ai_client_token_usage_sum{gen_ai_token_type="output"} 6.0' in text
+    assert "gen_ai_server_time_per_output_token_seconds_bucket" in text
+    assert "gemma_monitor_recorder_queue_depth" in text
+    assert "gemma_monitor_recorder_spool_bytes" in text
+
+
+def test_ready_is_503_when_the_backend_is_down(make_proxy) -> None:
+    proxy = make_proxy(backend_url=f"http://127.0.0.1:{free_port()}")
+    ready = httpx.get(f"{proxy.url}/ready")
+    assert ready.status_code == 503
+    assert ready.json()["database"] == "ok" and "unreachable" in ready.json()["backend"]
+
+
+def test_shutdown_drains_streams_and_flushes_records(make_proxy, fake_backend: FakeBackend) -> None:
+    proxy = make_proxy()
+    fake_backend.script.chunks = 10
+    fake_backend.script.chunk_s = 0.1
+    result: dict[str, bytes] = {}
+
+    def client() -> None:
+        with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=10) as resp:
+            result["id"] = resp.headers["x-request-id"].encode()
+            result["body"] = b"".join(resp.iter_raw())
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    time.sleep(0.3)  # the stream is under way
+    proxy.stop()  # what SIGTERM does: stop accepting, drain, run the lifespan shutdown
+    thread.join(10)
+    assert result["body"].endswith(b"data: [DONE]\n\n")
+    assert b"tok9" in result["body"]
+    # the recorder flushed on shutdown: the record is in the database once the app is gone
+    record = proxy.record(result["id"].decode(), timeout=1)
+    assert record.outcome == "ok" and record.completion_tokens == 10
