@@ -6,6 +6,7 @@ after that.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,8 +112,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment wins over the file (which arrives as init kwargs through `load`).
-        return (env_settings, init_settings)
+        # Init kwargs win over the environment, so `load` can pass explicit overrides that way;
+        # `load` itself keeps the environment above the file (see `_set_by_environment`).
+        return (init_settings, env_settings)
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -132,16 +134,20 @@ class Settings(BaseSettings):
             if loaded is not None and not isinstance(loaded, dict):
                 raise SettingsError(f"config file {path} must hold a mapping of settings")
             data = loaded or {}
+        from_env = _set_by_environment(cls)
+        given = {k: v for k, v in overrides.items() if v is not None}
         try:
-            settings = cls(**data)
-            if overrides:
-                merged = settings.model_dump() | {
-                    k: v for k, v in overrides.items() if v is not None
-                }
-                settings = cls.model_validate(merged)
+            settings = cls(**({k: v for k, v in data.items() if k not in from_env} | given))
         except ValidationError as exc:
             raise SettingsError(_describe(exc, path if data else None)) from exc
         return settings
+
+
+def _set_by_environment(cls: type[Settings]) -> set[str]:
+    """The fields a MONITOR_* variable sets (matched case-insensitively, as pydantic does)."""
+    names = {name.upper() for name in os.environ}
+    prefix = str(cls.model_config.get("env_prefix") or "").upper()
+    return {field for field in cls.model_fields if f"{prefix}{field.upper()}" in names}
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

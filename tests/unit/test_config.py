@@ -1,0 +1,194 @@
+"""Settings.load: YAML file, then MONITOR_* environment, then explicit overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Settings, SettingsError
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No MONITOR_* variable from the outer environment, and no monitor.yaml in the cwd."""
+    for name in list(os.environ):
+        if name.upper().startswith("MONITOR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(*args: object, **kwargs: object) -> str:
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(*args, **kwargs)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+def test_defaults_without_file_or_environment() -> None:
+    settings = Settings.load()
+    assert settings.port == 8000
+    assert settings.host == "127.0.0.1"
+    assert settings.backend_protocol == "openai"
+    assert settings.backend_base == "http://127.0.0.1:8080"
+    assert settings.content_storage == "none"
+
+
+def test_values_from_yaml_file(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "custom.yaml",
+        "port: 9000\n"
+        "backend_url: http://gemma.internal:8081\n"
+        "backend_protocol: ollama\n"
+        "backend_name: gemma-a\n"
+        "content_storage: full\n"
+        "read_timeout_s: 30\n",
+    )
+    settings = Settings.load(config)
+    assert settings.port == 9000
+    assert settings.backend_base == "http://gemma.internal:8081"
+    assert settings.backend_protocol == "ollama"
+    assert settings.backend_label == "gemma-a"
+    assert settings.content_storage == "full"
+    assert settings.read_timeout_s == 30.0
+
+
+def test_default_monitor_yaml_in_cwd_is_read(tmp_path: Path) -> None:
+    write(tmp_path / "monitor.yaml", "port: 9001\n")
+    assert Settings.load().port == 9001
+
+
+def test_empty_yaml_file_means_defaults(tmp_path: Path) -> None:
+    assert Settings.load(write(tmp_path / "empty.yaml", "")).port == 8000
+
+
+def test_environment_wins_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path / "c.yaml", "port: 9000\nhost: 0.0.0.0\n")
+    monkeypatch.setenv("MONITOR_PORT", "9100")
+    settings = Settings.load(config)
+    assert settings.port == 9100
+    assert settings.host == "0.0.0.0"  # not set in the environment: the file's value stays
+
+
+def test_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_BACKEND_URL", "http://10.0.0.5:8000/v1")
+    monkeypatch.setenv("MONITOR_AUTO_MIGRATE", "true")
+    settings = Settings.load()
+    assert settings.backend_base == "http://10.0.0.5:8000"
+    assert settings.auto_migrate is True
+
+
+def test_explicit_overrides_win_over_environment_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path / "c.yaml", "port: 9000\nhost: 10.1.1.1\n")
+    monkeypatch.setenv("MONITOR_PORT", "9100")
+    monkeypatch.setenv("MONITOR_HOST", "10.2.2.2")
+    settings = Settings.load(config, port=9200, host=None)
+    assert settings.port == 9200
+    assert settings.host == "10.2.2.2"  # a None override means "not given"
+
+
+def test_override_without_file_or_environment() -> None:
+    settings = Settings.load(database_url="sqlite:///x.db", auto_migrate=True)
+    assert settings.database_url == "sqlite:///x.db"
+    assert settings.auto_migrate is True
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://gemma:8080/v1",
+        "http://gemma:8080/v1/",
+        "http://gemma:8080/",
+        "http://gemma:8080",
+    ],
+)
+def test_trailing_v1_is_stripped_from_backend_url(tmp_path: Path, url: str) -> None:
+    config = write(tmp_path / "c.yaml", f"backend_url: {url}\n")
+    assert Settings.load(config).backend_base == "http://gemma:8080"
+    assert Settings.load(backend_url=url).backend_base == "http://gemma:8080"
+
+
+def test_v1_inside_the_path_is_kept() -> None:
+    settings = Settings.load(backend_url="http://gemma:8080/v1/proxy")
+    assert settings.backend_base == "http://gemma:8080/v1/proxy"
+
+
+def test_backend_label_defaults_to_base_url() -> None:
+    assert Settings.load().backend_label == "http://127.0.0.1:8080"
+
+
+def test_invalid_port_in_file_names_field_env_var_and_file(tmp_path: Path) -> None:
+    config = write(tmp_path / "bad.yaml", "port: 70000\n")
+    message = error_of(config)
+    assert "'port'" in message
+    assert "MONITOR_PORT" in message
+    assert "bad.yaml" in message
+
+
+def test_invalid_protocol_names_field_and_env_var(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path / "bad.yaml", "backend_protocol: grpc\n"))
+    assert "'backend_protocol'" in message
+    assert "MONITOR_BACKEND_PROTOCOL" in message
+
+
+def test_invalid_environment_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_PORT", "not-a-port")
+    message = error_of()
+    assert "'port'" in message
+    assert "MONITOR_PORT" in message
+
+
+def test_invalid_override_value() -> None:
+    assert "'port'" in error_of(port=0)
+
+
+def test_unknown_key_in_yaml_is_named(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path / "c.yaml", "prot: 9000\n"))
+    assert "'prot'" in message
+
+
+def test_non_mapping_yaml_is_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path / "list.yaml", "- port\n- 9000\n"))
+    assert "list.yaml" in message
+    assert "mapping" in message
+
+
+def test_invalid_yaml_is_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path / "broken.yaml", "port: [9000\n"))
+    assert "broken.yaml" in message
+    assert "not valid YAML" in message
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    message = error_of(tmp_path / "nowhere.yaml")
+    assert "nowhere.yaml" in message
+    assert "does not exist" in message
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.load()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.port = 1
+
+
+def test_direct_construction_keywords_win_over_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MONITOR_PORT", "9100")
+    monkeypatch.setenv("MONITOR_HOST", "10.2.2.2")
+    settings = Settings(port=9300)
+    assert settings.port == 9300
+    assert settings.host == "10.2.2.2"
+
+
+def test_override_and_file_errors_are_reported_together(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path / "c.yaml", "backend_protocol: grpc\n"), port=0)
+    assert "'port'" in message
+    assert "'backend_protocol'" in message
