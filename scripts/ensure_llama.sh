@@ -41,11 +41,12 @@ if runs; then
     exit 0
 fi
 
-PYTAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 mkdir -p "$CACHE"
 
 cached_wheel() {
-    compgen -G "$CACHE/llama_cpp_python-$VERSION-$PYTAG-$PYTAG-linux_$(uname -m).whl" | head -n 1 || true
+    # The wheel is tagged py3-none-<platform> (the library is loaded through ctypes), so one
+    # build serves every Python version on this architecture.
+    compgen -G "$CACHE/llama_cpp_python-$VERSION-*-linux_$(uname -m).whl" | head -n 1 || true
 }
 
 build_wheel() {
@@ -58,9 +59,9 @@ build_wheel() {
     fi
     local tmp buildlog start
     tmp=$(mktemp -d)
-    buildlog="$CACHE/build-$VERSION-$PYTAG.log"
+    buildlog="$CACHE/build-$VERSION.log"
     start=$SECONDS
-    log "building llama-cpp-python==$VERSION for $PYTAG (about 10 minutes on 2 cores; log: $buildlog)"
+    log "building llama-cpp-python==$VERSION (about 10 minutes on 2 cores; log: $buildlog)"
     # --no-cache-dir: pip's own wheel cache may hold a native (SIGILL-prone) build.
     if ! "$PY" -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
         -w "$tmp" "llama-cpp-python==$VERSION" >"$buildlog" 2>&1; then
