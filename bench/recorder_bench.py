@@ -1,0 +1,151 @@
+"""Sustained recorder throughput: records/s from `Recorder.submit` until `flush` returns.
+
+    .venv/bin/python bench/recorder_bench.py                 # Postgres and SQLite, 50,000 records
+    .venv/bin/python bench/recorder_bench.py --records 200000 --only postgres
+
+Postgres: MONITOR_TEST_POSTGRES_URL (default: local, trust auth), in a throwaway schema.
+SQLite: a file in a temporary directory. The target is >= 5,000 records/s into Postgres.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from monitor.record import RequestRecord
+from monitor.store import migrate
+from monitor.store.engine import make_engine
+from monitor.store.models import requests_table
+from monitor.store.recorder import Recorder
+from monitor.store.spool import Spool
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def records(count: int) -> Iterator[RequestRecord]:
+    start = datetime.now(UTC)
+    run = uuid.uuid4().hex[:8]
+    for i in range(count):
+        yield RequestRecord(
+            id=f"{run}-{i:08d}",
+            ts=start + timedelta(microseconds=i),
+            route="/v1/chat/completions",
+            protocol="openai",
+            model="gemma-3-270m",
+            backend="http://127.0.0.1:8080",
+            principal="0123456789abcdef",
+            stream=bool(i % 2),
+            outcome="ok",
+            http_status=200,
+            latency_ms=250.0,
+            ttft_ms=40.0,
+            itl_ms=8.0,
+            prompt_tokens=42,
+            completion_tokens=128,
+            tokens_per_s=120.0,
+            input_chars=512,
+            input_messages=3,
+            guard_ms=1.5,
+            prompt_hash="a" * 64,
+            response_hash="b" * 64,
+            extra={"policy": "default"},
+        )
+
+
+@contextmanager
+def postgres_url() -> Iterator[str]:
+    base = make_url(os.environ.get("MONITOR_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextmanager
+def sqlite_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        yield f"sqlite:///{Path(directory) / 'bench.db'}"
+
+
+async def run(url: str, count: int, batch_size: int, queue_size: int) -> tuple[float, int]:
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with tempfile.TemporaryDirectory() as spool_dir:
+        recorder = Recorder(
+            engine,
+            Spool(spool_dir),
+            queue_size=queue_size,
+            batch_size=batch_size,
+            flush_interval_s=0.25,
+            retry_interval_s=2.0,
+        )
+        await recorder.start()
+        pending = list(records(count))
+        started = time.perf_counter()
+        for i, record in enumerate(pending, 1):
+            recorder.submit(record)
+            if i % 500 == 0:
+                await asyncio.sleep(0)  # as a server would: the writer runs between requests
+        await recorder.flush()
+        await recorder.stop()
+        elapsed = time.perf_counter() - started
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(requests_table)).scalar_one()
+        if recorder.records_spooled_total:
+            print(f"  note: {recorder.records_spooled_total} records went through the spool")
+    engine.dispose()
+    return elapsed, int(stored)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        help="recorder queue bound; default: all the records, so the burst measures the "
+        "database path alone (a smaller queue spills the excess through the spool)",
+    )
+    parser.add_argument("--only", choices=["postgres", "sqlite"])
+    args = parser.parse_args()
+
+    targets = {"postgres": postgres_url, "sqlite": sqlite_url}
+    for name, make_url_for in targets.items():
+        if args.only and name != args.only:
+            continue
+        with make_url_for() as url:
+            queue_size = args.queue_size or args.records
+            elapsed, stored = asyncio.run(run(url, args.records, args.batch_size, queue_size))
+        rate = args.records / elapsed
+        print(
+            f"{name:8s} {args.records:>8,d} records in {elapsed:6.2f} s = {rate:>9,.0f} records/s"
+            f"  (stored {stored:,d})"
+        )
+        if stored != args.records:
+            print(f"  ERROR: expected {args.records:,d} stored records", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""SQLAlchemy models: one table per stored concept (see DESIGN.md, "Storage").
+
+The schema itself is owned by the Alembic migrations in `migrations/versions`; these models
+describe it for the code that reads and writes rows, and must agree with the latest migration
+(`tests/integration/test_store_migrations.py` checks that they do).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names, so later migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on Postgres (indexable, compact), plain JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored in UTC on every backend.
+
+    SQLite has no timezone type: without this, an aware datetime would lose its offset on the
+    way in and come back naive. Naive datetimes are taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RequestRow(Base):
+    """One stored request: a `monitor.record.RequestRecord`, column for field."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # Unbounded strings where the value can come from a client (model names, routes), so an
+    # odd value is stored rather than rejected.
+    route: Mapped[str] = mapped_column(String(), nullable=False)
+    protocol: Mapped[str] = mapped_column(String(16), nullable=False)
+    model: Mapped[str | None] = mapped_column(String())
+    backend: Mapped[str | None] = mapped_column(String())
+    principal: Mapped[str | None] = mapped_column(String(64))
+    stream: Mapped[bool] = mapped_column(Boolean(), nullable=False, default=False)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    http_status: Mapped[int] = mapped_column(Integer(), nullable=False)
+    latency_ms: Mapped[float | None] = mapped_column(Float())
+    ttft_ms: Mapped[float | None] = mapped_column(Float())
+    itl_ms: Mapped[float | None] = mapped_column(Float())
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer())
+    completion_tokens: Mapped[int | None] = mapped_column(Integer())
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean(), nullable=False, default=False)
+    tokens_per_s: Mapped[float | None] = mapped_column(Float())
+    input_chars: Mapped[int | None] = mapped_column(Integer())
+    input_messages: Mapped[int | None] = mapped_column(Integer())
+    guard_ms: Mapped[float | None] = mapped_column(Float())
+    prompt_hash: Mapped[str | None] = mapped_column(String(64))
+    response_hash: Mapped[str | None] = mapped_column(String(64))
+    prompt_text: Mapped[str | None] = mapped_column(Text())
+    response_text: Mapped[str | None] = mapped_column(Text())
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+
+    __table_args__ = (
+        Index("ix_requests_ts", "ts"),
+        Index("ix_requests_outcome_ts", "outcome", "ts"),
+        Index("ix_requests_model_ts", "model", "ts"),
+    )
+
+
+requests_table: Table = Base.metadata.tables["requests"]

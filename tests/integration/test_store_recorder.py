@@ -1,0 +1,202 @@
+"""The recorder against real databases: batches, exactly once, spooling, restarts, overflow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from monitor.store import migrate
+from monitor.store.engine import make_engine
+from monitor.store.queries import count_requests, request_ids
+from monitor.store.recorder import Recorder
+from monitor.store.spool import REJECTED_FILE, Spool
+from tests.support.databases import (
+    BOTH_DATABASES,
+    database_url,
+    make_records,
+    sqlite_url,
+    wait_until,
+)
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with database_url(request.param, tmp_path) as url:
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture
+def unmigrated_sqlite(tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite database with no tables: every write fails, as in an outage."""
+    engine = make_engine(sqlite_url(tmp_path / "db"))
+    yield engine
+    engine.dispose()
+
+
+def _recorder(
+    engine: Engine, spool_dir: Path, *, queue_size: int = 10_000, retry_interval_s: float = 0.05
+) -> Recorder:
+    return Recorder(
+        engine,
+        Spool(spool_dir),
+        queue_size=queue_size,
+        batch_size=100,
+        flush_interval_s=0.01,
+        retry_interval_s=retry_interval_s,
+    )
+
+
+async def test_writes_every_record_exactly_once(engine: Engine, tmp_path: Path) -> None:
+    records = make_records(1_000)
+    recorder = _recorder(engine, tmp_path / "spool")
+    await recorder.start()
+    for record in records:
+        recorder.submit(record)
+    await recorder.flush()
+    assert recorder.queue_depth == 0
+    await recorder.stop()
+
+    assert request_ids(engine) == {r.id for r in records}
+    assert count_requests(engine) == 1_000
+    assert recorder.records_written_total == 1_000
+    assert recorder.records_spooled_total == 0
+    assert recorder.write_errors_total == 0
+    assert recorder.last_error is None
+
+
+def test_write_batch_is_idempotent(engine: Engine, tmp_path: Path) -> None:
+    rows = [r.to_row() for r in make_records(50)]
+    recorder = _recorder(engine, tmp_path / "spool")
+    recorder.write_batch(rows)
+    recorder.write_batch(rows[10:20])  # a replay of rows already stored
+    assert count_requests(engine) == 50
+
+
+def test_a_refused_row_is_set_aside_and_the_rest_written(engine: Engine, tmp_path: Path) -> None:
+    rows = [r.to_row() for r in make_records(10)]
+    rows[3]["route"] = None  # NOT NULL: the database refuses this row, on every retry
+    recorder = _recorder(engine, tmp_path / "spool")
+    recorder.write_batch(rows)
+
+    assert request_ids(engine) == {row["id"] for row in rows} - {rows[3]["id"]}
+    assert recorder.records_rejected_total == 1
+    assert recorder.records_spooled_total == 0
+    assert rows[3]["id"].encode() in (tmp_path / "spool" / REJECTED_FILE).read_bytes()
+
+
+async def test_a_dead_database_spools_then_replays_in_order(
+    unmigrated_sqlite: Engine, tmp_path: Path
+) -> None:
+    engine = unmigrated_sqlite
+    records = make_records(300)
+    recorder = _recorder(engine, tmp_path / "spool")
+    await recorder.start()
+    for record in records[:150]:
+        recorder.submit(record)
+    await recorder.flush()
+    assert recorder.database_down
+    assert recorder.spool_records == 150
+    assert recorder.write_errors_total >= 1
+    assert "no such table" in (recorder.last_error or "")
+
+    migrate.upgrade(engine)  # the database "returns"
+    for record in records[150:]:
+        recorder.submit(record)
+    await recorder.flush()
+    await wait_until(lambda: not recorder.spool)
+    await recorder.stop()
+
+    assert not recorder.database_down
+    assert recorder.records_spooled_total >= 150
+    with engine.connect() as conn:
+        stored = list(conn.execute(text("SELECT id FROM requests ORDER BY rowid")).scalars())
+    assert stored == [r.id for r in records]  # insertion order is submission order
+
+
+async def test_the_spool_survives_a_restart(unmigrated_sqlite: Engine, tmp_path: Path) -> None:
+    engine = unmigrated_sqlite
+    records = make_records(120)
+    first = _recorder(engine, tmp_path / "spool")
+    await first.start()
+    for record in records:
+        first.submit(record)
+    await first.stop()  # the database is still down: everything is on disk
+    assert first.records_spooled_total == 120
+
+    migrate.upgrade(engine)
+    second = _recorder(engine, tmp_path / "spool", retry_interval_s=5.0)
+    assert second.spool_records == 120
+    await second.start()  # replays at once, not after retry_interval_s
+    await wait_until(lambda: not second.spool, within_s=3.0)
+    await second.stop()
+
+    assert request_ids(engine) == {r.id for r in records}
+    assert second.records_written_total == 120
+
+
+async def test_a_full_queue_spills_to_the_spool_and_loses_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    records = make_records(200)
+    recorder = _recorder(engine, tmp_path / "spool", queue_size=1)
+    await recorder.start()
+    for record in records:  # no await in between: the writer cannot run, the queue stays full
+        recorder.submit(record)
+    assert recorder.records_spooled_total == 199
+    await recorder.flush()
+    await wait_until(lambda: not recorder.spool)
+    await recorder.stop()
+
+    assert request_ids(engine) == {r.id for r in records}
+    assert count_requests(engine) == 200
+
+
+async def test_records_submitted_after_stop_are_kept(engine: Engine, tmp_path: Path) -> None:
+    recorder = _recorder(engine, tmp_path / "spool")
+    await recorder.start()
+    await recorder.stop()
+    late = make_records(3, "late")
+    for record in late:
+        recorder.submit(record)  # never raises
+    assert recorder.spool_records == 3
+
+    again = _recorder(engine, tmp_path / "spool")
+    await again.start()
+    await wait_until(lambda: not again.spool)
+    await again.stop()
+    assert request_ids(engine) == {r.id for r in late}
+
+
+def test_during_an_outage_the_step_retries_only_every_retry_interval(
+    unmigrated_sqlite: Engine, tmp_path: Path
+) -> None:
+    now = [0.0]
+    recorder = Recorder(
+        unmigrated_sqlite, Spool(tmp_path / "spool"), retry_interval_s=2.0, clock=lambda: now[0]
+    )
+    batches = [[r.to_row() for r in make_records(10, f"b{n}")] for n in range(4)]
+
+    recorder.write_batch(batches[0])  # fails: the outage starts
+    assert (recorder.database_down, recorder.write_errors_total) == (True, 1)
+    recorder.write_batch(batches[1])  # straight to the spool, no new attempt
+    assert recorder.write_errors_total == 1
+    now[0] = 2.5
+    recorder.write_batch(batches[2])  # retry due: tried, failed again
+    assert recorder.write_errors_total == 2
+    assert recorder.spool_records == 30
+
+    migrate.upgrade(unmigrated_sqlite)
+    now[0] = 5.0
+    recorder.write_batch(batches[3])  # retry due: the spool is replayed, then this batch written
+    assert not recorder.database_down
+    assert not recorder.spool
+    with unmigrated_sqlite.connect() as conn:
+        stored = list(conn.execute(text("SELECT id FROM requests ORDER BY rowid")).scalars())
+    assert stored == [row["id"] for batch in batches for row in batch]

@@ -1,0 +1,117 @@
+"""Real databases for tests: a throwaway Postgres schema, or a SQLite file.
+
+Postgres is the server named by MONITOR_TEST_POSTGRES_URL (default: local, trust auth). Each
+test gets its own schema, reached through the connection's `search_path`, so tests are
+isolated from each other and from earlier runs, and the schema is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+
+from monitor.record import RequestRecord
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_base_url() -> URL:
+    return make_url(os.environ.get("MONITOR_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+
+
+def render(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def with_schema(url: URL, schema: str) -> URL:
+    return url.update_query_dict({"options": f"-csearch_path={schema}"})
+
+
+@contextmanager
+def postgres_schema() -> Iterator[URL]:
+    """A URL whose connections use a fresh, empty schema; dropped on exit.
+
+    Skips the test when the Postgres server cannot be reached.
+    """
+    base = postgres_base_url()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, connect_args={"connect_timeout": 3})
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"Postgres at {base.render_as_string()} unreachable: {exc.orig}")
+    try:
+        yield with_schema(base, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'monitor.db'}"
+
+
+@contextmanager
+def database_url(kind: str, directory: Path) -> Iterator[str]:
+    """A URL to an empty database: `kind` is "sqlite" (a file in `directory`) or "postgres"."""
+    if kind == "sqlite":
+        yield sqlite_url(directory)
+        return
+    with postgres_schema() as url:
+        yield render(url)
+
+
+# For `@pytest.fixture(params=BOTH_DATABASES)`: every store test runs on both.
+BOTH_DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def make_records(
+    count: int, prefix: str = "r", start: datetime | None = None
+) -> list[RequestRecord]:
+    """`count` distinct records, one millisecond apart, with a mix of outcomes and models."""
+    start = start or datetime(2026, 1, 1, tzinfo=UTC)
+    outcomes = ("ok", "ok", "ok", "blocked_input", "backend_error")
+    return [
+        RequestRecord(
+            id=f"{prefix}-{i:06d}",
+            ts=start + timedelta(milliseconds=i),
+            route="/v1/chat/completions",
+            protocol="openai",
+            model="gemma-3-270m" if i % 2 else "gemma-3-1b",
+            backend="http://127.0.0.1:8080",
+            principal=f"{i % 7:016x}",
+            stream=bool(i % 3),
+            outcome=outcomes[i % len(outcomes)],
+            http_status=200,
+            latency_ms=12.5 + i,
+            prompt_tokens=10,
+            completion_tokens=20,
+            tokens_per_s=40.0,
+            prompt_hash="ab" * 32,
+            extra={"i": i, "tags": ["a", "b"]},
+        )
+        for i in range(count)
+    ]
+
+
+async def wait_until(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Poll `predicate` until it holds; fail the test after `within_s` seconds."""
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within_s} s")
+        await asyncio.sleep(0.02)
