@@ -209,7 +209,7 @@ def openai_delta_text(event: dict[str, Any]) -> str:
             content = delta.get("content")
             if isinstance(content, str):
                 out += content
-            elif delta.get("tool_calls"):
+            if delta.get("tool_calls"):
                 out += "\u0000"  # a tool-call fragment is output too; counted, not stored
         elif isinstance(choice.get("text"), str):
             out += choice["text"]
