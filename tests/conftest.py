@@ -27,7 +27,9 @@ def fake_backend(_fake_backend_server: tuple[FakeBackend, ThreadedServer]) -> Fa
 
 
 @pytest.fixture
-def fake_backend_url(_fake_backend_server: tuple[FakeBackend, ThreadedServer], fake_backend: FakeBackend) -> str:
+def fake_backend_url(
+    _fake_backend_server: tuple[FakeBackend, ThreadedServer], fake_backend: FakeBackend
+) -> str:
     return _fake_backend_server[1].url
 
 

@@ -18,7 +18,9 @@ from tests.support.fake_backend import FakeBackend
 from tests.support.servers import free_port
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args],
         capture_output=True,
@@ -52,7 +54,9 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     assert current.returncode == 0 and "head is" in current.stdout
 
 
-def test_sigterm_drains_streams_and_flushes_records(tmp_path: Path, fake_backend: FakeBackend, fake_backend_url: str) -> None:
+def test_sigterm_drains_streams_and_flushes_records(
+    tmp_path: Path, fake_backend: FakeBackend, fake_backend_url: str
+) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     port = free_port()
     fake_backend.script.chunks = 10

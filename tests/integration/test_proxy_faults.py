@@ -38,23 +38,41 @@ def openai_error(resp: httpx.Response) -> dict:
         (b'{"model": "m"}', "'messages' is required"),
         (b'{"messages": [{"role": "wizard", "content": "x"}]}', "role"),
         (b'{"messages": [{"role": "user", "content": 5}]}', "content"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "'stream' must be a boolean"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "10"}', "'max_tokens' must be an integer"),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "'stream' must be a boolean",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "10"}',
+            "'max_tokens' must be an integer",
+        ),
     ],
 )
-def test_bad_openai_input_is_a_400_in_openai_shape(proxy: RunningProxy, fake_backend: FakeBackend, body: bytes, fragment: str) -> None:
-    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+def test_bad_openai_input_is_a_400_in_openai_shape(
+    proxy: RunningProxy, fake_backend: FakeBackend, body: bytes, fragment: str
+) -> None:
+    resp = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
     assert resp.status_code == 400
     error = openai_error(resp)
     assert error["code"] == "VALIDATION_ERROR" and error["type"] == "invalid_request_error"
     assert fragment in error["message"]
     assert fake_backend.received == []  # nothing reached the backend
     record = proxy.record(resp.headers["x-request-id"])
-    assert (record.outcome, record.error_code, record.http_status) == ("invalid", "VALIDATION_ERROR", 400)
+    assert (record.outcome, record.error_code, record.http_status) == (
+        "invalid",
+        "VALIDATION_ERROR",
+        400,
+    )
 
 
 def test_bad_ollama_input_is_a_400_in_ollama_shape(proxy: RunningProxy) -> None:
-    resp = httpx.post(f"{proxy.url}/api/chat", content=b'{"messages": [{"role": "user", "content": "x"}]}')
+    resp = httpx.post(
+        f"{proxy.url}/api/chat", content=b'{"messages": [{"role": "user", "content": "x"}]}'
+    )
     assert resp.status_code == 400
     body = resp.json()
     assert body["error"] == "'model' is required"
@@ -84,7 +102,11 @@ def test_dead_backend_is_a_502(make_proxy) -> None:
     error = openai_error(resp)
     assert error["code"] == "GENERATION_ERROR" and "unreachable" in error["message"]
     record = proxy.record(resp.headers["x-request-id"])
-    assert (record.outcome, record.error_code, record.http_status) == ("backend_error", "GENERATION_ERROR", 502)
+    assert (record.outcome, record.error_code, record.http_status) == (
+        "backend_error",
+        "GENERATION_ERROR",
+        502,
+    )
     ollama = httpx.post(f"{proxy.url}/api/chat", json={**CHAT, "stream": False})
     assert ollama.status_code == 502 and ollama.json()["code"] == "GENERATION_ERROR"
 
@@ -98,7 +120,9 @@ def test_silent_backend_is_a_504(make_proxy, fake_backend: FakeBackend) -> None:
     assert proxy.record(resp.headers["x-request-id"]).outcome == "backend_error"
 
 
-def test_backend_5xx_is_a_502_and_4xx_keeps_its_status(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_backend_5xx_is_a_502_and_4xx_keeps_its_status(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     fake_backend.script.status = 500
     resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
     assert resp.status_code == 502
@@ -117,7 +141,9 @@ def test_backend_garbage_is_a_502(proxy: RunningProxy, fake_backend: FakeBackend
     assert "not JSON" in openai_error(resp)["message"]
 
 
-def test_backend_dropping_mid_stream_ends_the_stream_with_an_error(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_backend_dropping_mid_stream_ends_the_stream_with_an_error(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     fake_backend.script.mode = "drop_mid_stream"
     fake_backend.script.drop_after = 2
     resp = httpx.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True})
@@ -129,10 +155,14 @@ def test_backend_dropping_mid_stream_ends_the_stream_with_an_error(proxy: Runnin
     assert (record.outcome, record.error_code) == ("backend_error", "GENERATION_ERROR")
 
 
-def test_client_abort_mid_stream_is_recorded_and_closes_upstream(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_client_abort_mid_stream_is_recorded_and_closes_upstream(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     fake_backend.script.chunks = 50
     fake_backend.script.chunk_s = 0.05
-    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+    with httpx.stream(
+        "POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}
+    ) as resp:
         request_id = resp.headers["x-request-id"]
         for chunk in resp.iter_raw():
             if b"tok1" in chunk:
@@ -146,10 +176,14 @@ def test_client_abort_mid_stream_is_recorded_and_closes_upstream(proxy: RunningP
     assert fake_backend.disconnects == 1 and fake_backend.completed_streams == 0
 
 
-def test_client_abort_while_waiting_for_the_first_token(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_client_abort_while_waiting_for_the_first_token(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     fake_backend.script.think_s = 2.0
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, timeout=httpx.Timeout(5, read=0.3))
+        httpx.post(
+            f"{proxy.url}/v1/chat/completions", json=CHAT, timeout=httpx.Timeout(5, read=0.3)
+        )
     records = proxy.records(1)
     assert records[0].outcome == "client_abort"
 
@@ -157,7 +191,9 @@ def test_client_abort_while_waiting_for_the_first_token(proxy: RunningProxy, fak
 def test_slowloris_client_does_not_block_others(proxy: RunningProxy) -> None:
     host, port = proxy.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+        )
         resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
         assert resp.status_code == 200
 
@@ -165,15 +201,23 @@ def test_slowloris_client_does_not_block_others(proxy: RunningProxy) -> None:
 def test_health_ready_and_metrics(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
     assert httpx.get(f"{proxy.url}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{proxy.url}/ready")
-    assert ready.status_code == 200 and ready.json()["backend"] == "ok" and ready.json()["database"] == "ok"
+    assert (
+        ready.status_code == 200
+        and ready.json()["backend"] == "ok"
+        and ready.json()["database"] == "ok"
+    )
     httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
     httpx.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True})
     httpx.post(f"{proxy.url}/v1/chat/completions", content=b"{")
     proxy.records(3)
     text = httpx.get(f"{proxy.url}/metrics").text
     assert 'gemma_monitor_requests_total{outcome="ok",route="/v1/chat/completions"} 2.0' in text
-    assert 'gemma_monitor_requests_total{outcome="invalid",route="/v1/chat/completions"} 1.0' in text
-    assert 'gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name="chat"} 2.0' in text
+    assert (
+        'gemma_monitor_requests_total{outcome="invalid",route="/v1/chat/completions"} 1.0' in text
+    )
+    assert (
+        'gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name="chat"} 2.0' in text
+    )
     assert 'gen_ai_client_token_usage_sum{gen_ai_token_type="output"} 6.0' in text
     assert "gen_ai_server_time_per_output_token_seconds_bucket" in text
     assert "gemma_monitor_recorder_queue_depth" in text
@@ -194,7 +238,9 @@ def test_shutdown_drains_streams_and_flushes_records(make_proxy, fake_backend: F
     result: dict[str, bytes] = {}
 
     def client() -> None:
-        with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=10) as resp:
+        with httpx.stream(
+            "POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=10
+        ) as resp:
             result["id"] = resp.headers["x-request-id"].encode()
             result["body"] = b"".join(resp.iter_raw())
 

@@ -21,7 +21,9 @@ def ollama_proxy(make_proxy) -> RunningProxy:
     return make_proxy(backend_protocol="ollama")
 
 
-def test_native_stream_passes_through(ollama_proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_native_stream_passes_through(
+    ollama_proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     resp = httpx.post(f"{ollama_proxy.url}/api/chat", json=CHAT)  # Ollama streams by default
     assert resp.status_code == 200
     lines = ndjson(resp.content)
@@ -35,14 +37,22 @@ def test_native_stream_passes_through(ollama_proxy: RunningProxy, fake_backend: 
 
 
 def test_native_generate_whole(ollama_proxy: RunningProxy, fake_backend: FakeBackend) -> None:
-    resp = httpx.post(f"{ollama_proxy.url}/api/generate", json={"model": "gemma3", "prompt": "Hi", "stream": False})
+    resp = httpx.post(
+        f"{ollama_proxy.url}/api/generate",
+        json={"model": "gemma3", "prompt": "Hi", "stream": False},
+    )
     assert resp.json()["response"] == "tok0 tok1 tok2 "
     record = ollama_proxy.record(resp.headers["x-request-id"])
     assert record.route == "/api/generate" and record.completion_tokens == 3
 
 
-def test_openai_clients_use_ollamas_v1(ollama_proxy: RunningProxy, fake_backend: FakeBackend) -> None:
-    resp = httpx.post(f"{ollama_proxy.url}/v1/chat/completions", json={"model": "gemma3", "messages": [{"role": "user", "content": "x"}]})
+def test_openai_clients_use_ollamas_v1(
+    ollama_proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
+    resp = httpx.post(
+        f"{ollama_proxy.url}/v1/chat/completions",
+        json={"model": "gemma3", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert resp.status_code == 200
     assert fake_backend.last.path == "/v1/chat/completions"
 
@@ -54,7 +64,10 @@ def test_tags_native(ollama_proxy: RunningProxy, fake_backend: FakeBackend) -> N
 
 
 def test_translated_stream(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
-    resp = httpx.post(f"{proxy.url}/api/chat", json={**CHAT, "options": {"temperature": 0, "num_predict": 5, "top_k": 1, "num_ctx": 4096}})
+    resp = httpx.post(
+        f"{proxy.url}/api/chat",
+        json={**CHAT, "options": {"temperature": 0, "num_predict": 5, "top_k": 1, "num_ctx": 4096}},
+    )
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "application/x-ndjson"
     lines = ndjson(resp.content)
@@ -64,27 +77,39 @@ def test_translated_stream(proxy: RunningProxy, fake_backend: FakeBackend) -> No
     assert last["eval_count"] == 3 and last["prompt_eval_count"] == 7
     sent = fake_backend.last
     assert sent.path == "/v1/chat/completions"
-    assert sent.body["max_tokens"] == 5 and sent.body["temperature"] == 0 and sent.body["top_k"] == 1
+    assert (
+        sent.body["max_tokens"] == 5 and sent.body["temperature"] == 0 and sent.body["top_k"] == 1
+    )
     assert "num_ctx" not in sent.body
     assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
     record = proxy.record(resp.headers["x-request-id"])
-    assert record.protocol == "ollama" and record.completion_tokens == 3 and not record.tokens_estimated
+    assert (
+        record.protocol == "ollama"
+        and record.completion_tokens == 3
+        and not record.tokens_estimated
+    )
 
 
-def test_translated_whole_with_images_and_tools(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_translated_whole_with_images_and_tools(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     fake_backend.script.tool_call = True
     request = {
         "model": "gemma3",
         "stream": False,
         "messages": [{"role": "user", "content": "what's this?", "images": ["iVBORw0KGgo="]}],
-        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+        "tools": [
+            {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+        ],
         "format": "json",
     }
     resp = httpx.post(f"{proxy.url}/api/chat", json=request)
     assert resp.status_code == 200
     body = resp.json()
     assert body["done"] is True and body["message"]["content"] == "tok0 tok1 tok2 "
-    assert body["message"]["tool_calls"] == [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}]
+    assert body["message"]["tool_calls"] == [
+        {"function": {"name": "weather", "arguments": {"city": "Paris"}}}
+    ]
     sent = fake_backend.last.body
     assert sent["messages"][0]["content"] == [
         {"type": "text", "text": "what's this?"},
@@ -98,14 +123,24 @@ def test_translated_stream_with_tool_calls(proxy: RunningProxy, fake_backend: Fa
     fake_backend.script.tool_call = True
     resp = httpx.post(f"{proxy.url}/api/chat", json=CHAT)
     last = ndjson(resp.content)[-1]
-    assert last["message"]["tool_calls"] == [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}]
+    assert last["message"]["tool_calls"] == [
+        {"function": {"name": "weather", "arguments": {"city": "Paris"}}}
+    ]
 
 
 def test_translated_generate(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
-    resp = httpx.post(f"{proxy.url}/api/generate", json={"model": "g", "prompt": "Hi", "system": "brief", "stream": False})
+    resp = httpx.post(
+        f"{proxy.url}/api/generate",
+        json={"model": "g", "prompt": "Hi", "system": "brief", "stream": False},
+    )
     assert resp.json()["response"] == "tok0 tok1 tok2 "
-    assert fake_backend.last.body["messages"] == [{"role": "system", "content": "brief"}, {"role": "user", "content": "Hi"}]
-    raw = httpx.post(f"{proxy.url}/api/generate", json={"model": "g", "prompt": "<start>", "raw": True})
+    assert fake_backend.last.body["messages"] == [
+        {"role": "system", "content": "brief"},
+        {"role": "user", "content": "Hi"},
+    ]
+    raw = httpx.post(
+        f"{proxy.url}/api/generate", json={"model": "g", "prompt": "<start>", "raw": True}
+    )
     assert "".join(line["response"] for line in ndjson(raw.content)) == "tok0 tok1 tok2 "
     assert fake_backend.last.path == "/v1/completions"
 

@@ -54,7 +54,9 @@ def test_content_is_stored_only_when_configured(make_proxy, fake_backend: FakeBa
     assert record.response_text == "tok0 tok1 tok2 "
 
 
-def test_extra_fields_tools_and_images_pass_untouched(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_extra_fields_tools_and_images_pass_untouched(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     request = {
         "model": "gemma-3-4b",
         "messages": [
@@ -63,25 +65,42 @@ def test_extra_fields_tools_and_images_pass_untouched(proxy: RunningProxy, fake_
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "what is this?"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+                    },
                     {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
                 ],
             },
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
         ],
-        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        ],
         "tool_choice": "auto",
         "top_k": 40,
         "vendor_extension": {"nested": [1, 2, {"x": None}]},
     }
     raw = orjson.dumps(request)
-    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    resp = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        content=raw,
+        headers={"content-type": "application/json"},
+    )
     assert resp.status_code == 200
     assert fake_backend.last.body == request
 
 
-def test_tool_call_responses_come_back_whole(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_tool_call_responses_come_back_whole(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     fake_backend.script.tool_call = True
     resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
     call = resp.json()["choices"][0]["message"]["tool_calls"][0]
@@ -89,20 +108,26 @@ def test_tool_call_responses_come_back_whole(proxy: RunningProxy, fake_backend: 
 
 
 def test_completions_route(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
-    resp = httpx.post(f"{proxy.url}/v1/completions", json={"model": "m", "prompt": "Once upon", "max_tokens": 3})
+    resp = httpx.post(
+        f"{proxy.url}/v1/completions", json={"model": "m", "prompt": "Once upon", "max_tokens": 3}
+    )
     assert resp.status_code == 200
     assert resp.json()["choices"][0]["text"] == "tok0 tok1 tok2 "
     record = proxy.record(resp.headers["x-request-id"])
     assert record.route == "/v1/completions" and record.completion_tokens == 3
 
 
-def test_stream_is_relayed_as_it_arrives_and_timed(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_stream_is_relayed_as_it_arrives_and_timed(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     fake_backend.script.chunks = 4
     fake_backend.script.think_s = 0.2
     fake_backend.script.chunk_s = 0.15
     arrivals: list[tuple[float, bytes]] = []
     start = time.perf_counter()
-    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+    with httpx.stream(
+        "POST", f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True}
+    ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         request_id = resp.headers["x-request-id"]
@@ -125,11 +150,13 @@ def test_stream_is_relayed_as_it_arrives_and_timed(proxy: RunningProxy, fake_bac
     assert record.completion_tokens == 4 and record.prompt_tokens == 7
     assert record.tokens_estimated is False
     assert record.ttft_ms is not None and 190 <= record.ttft_ms < record.latency_ms
-    assert record.itl_ms is not None and 100 <= record.itl_ms
+    assert record.itl_ms is not None and record.itl_ms >= 100
     assert record.tokens_per_s is not None and 0 < record.tokens_per_s < 20
 
 
-def test_stream_usage_is_relayed_when_the_client_asked(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_stream_usage_is_relayed_when_the_client_asked(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
     resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=request)
     events = sse_events(resp.content)
@@ -153,11 +180,18 @@ def test_models_listing(proxy: RunningProxy) -> None:
     assert "x-request-id" in resp.headers
 
 
-def test_authorization_is_not_forwarded_by_default(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_authorization_is_not_forwarded_by_default(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
     httpx.post(
         f"{proxy.url}/v1/chat/completions",
         json=CHAT,
-        headers={"authorization": "Bearer sk-client-secret", "x-custom": "kept", "connection": "keep-alive", "te": "trailers"},
+        headers={
+            "authorization": "Bearer sk-client-secret",
+            "x-custom": "kept",
+            "connection": "keep-alive",
+            "te": "trailers",
+        },
     )
     headers = fake_backend.last.headers
     assert "authorization" not in headers
@@ -166,16 +200,45 @@ def test_authorization_is_not_forwarded_by_default(proxy: RunningProxy, fake_bac
 
 
 def test_principal_is_a_hash_of_the_key(proxy: RunningProxy) -> None:
-    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-client-secret"})
+    resp = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json=CHAT,
+        headers={"authorization": "Bearer sk-client-secret"},
+    )
     record = proxy.record(resp.headers["x-request-id"])
     assert record.principal is not None and len(record.principal) == 16
     assert "sk-client" not in record.principal
 
 
-def test_authorization_forwarded_or_replaced_when_configured(make_proxy, fake_backend: FakeBackend) -> None:
+def test_authorization_forwarded_or_replaced_when_configured(
+    make_proxy, fake_backend: FakeBackend
+) -> None:
     forwarding = make_proxy(forward_client_authorization=True)
-    httpx.post(f"{forwarding.url}/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-client"})
+    httpx.post(
+        f"{forwarding.url}/v1/chat/completions",
+        json=CHAT,
+        headers={"authorization": "Bearer sk-client"},
+    )
     assert fake_backend.last.headers["authorization"] == "Bearer sk-client"
     keyed = make_proxy(backend_api_key="sk-backend")
-    httpx.post(f"{keyed.url}/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-client"})
+    httpx.post(
+        f"{keyed.url}/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-client"}
+    )
     assert fake_backend.last.headers["authorization"] == "Bearer sk-backend"
+
+
+def test_records_reach_postgres(make_proxy, fake_backend: FakeBackend) -> None:
+    from tests.support.databases import postgres_schema, render
+
+    with postgres_schema() as url:
+        proxy = make_proxy(database_url=render(url))
+        ids = []
+        for stream in (False, True):
+            resp = httpx.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": stream})
+            ids.append(resp.headers["x-request-id"])
+        resp = httpx.post(f"{proxy.url}/api/chat", json={"messages": []})
+        ids.append(resp.headers["x-request-id"])
+        records = [proxy.record(i) for i in ids]
+        assert [r.outcome for r in records] == ["ok", "ok", "invalid"]
+        assert records[1].ttft_ms is not None and records[1].ts.tzinfo is not None
+        proxy.stop()

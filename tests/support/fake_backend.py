@@ -73,7 +73,21 @@ class FakeBackend:
         self.received.append(Received(scope["method"], path, headers, payload))
         s = self.script
         if path == "/v1/models":
-            await _json(send, 200, {"object": "list", "data": [{"id": "gemma-3-270m", "object": "model", "created": 1700000000, "owned_by": "fake"}]})
+            await _json(
+                send,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": "gemma-3-270m",
+                            "object": "model",
+                            "created": 1700000000,
+                            "owned_by": "fake",
+                        }
+                    ],
+                },
+            )
             return
         if path == "/api/tags":
             await _json(send, 200, {"models": [{"name": "gemma3:270m", "model": "gemma3:270m"}]})
@@ -88,7 +102,11 @@ class FakeBackend:
         if s.mode == "garbage":
             await _raw(send, 200, b"application/json", b"<html>not json</html>")
             return
-        stream = bool(payload.get("stream", path.startswith("/api/"))) if isinstance(payload, dict) else False
+        stream = (
+            bool(payload.get("stream", path.startswith("/api/")))
+            if isinstance(payload, dict)
+            else False
+        )
         model = payload.get("model") if isinstance(payload, dict) else None
         if path in ("/v1/chat/completions", "/v1/completions"):
             chat = path == "/v1/chat/completions"
@@ -106,7 +124,9 @@ class FakeBackend:
 
     async def _stream(self, send: Any, receive: Any, ctype: bytes, events: list[bytes]) -> None:
         s = self.script
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype)]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype)]}
+        )
         disconnected = asyncio.Event()
 
         async def watch() -> None:
@@ -132,7 +152,9 @@ class FakeBackend:
         finally:
             watcher.cancel()
 
-    async def _openai_stream(self, send: Any, receive: Any, chat: bool, model: Any, payload: dict[str, Any]) -> None:
+    async def _openai_stream(
+        self, send: Any, receive: Any, chat: bool, model: Any, payload: dict[str, Any]
+    ) -> None:
         s = self.script
         events = []
         for i in range(s.chunks):
@@ -140,15 +162,54 @@ class FakeBackend:
                 choice = {"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}
             else:
                 choice = {"index": 0, "text": f"tok{i} ", "finish_reason": None}
-            events.append(_sse({"id": "c1", "object": "chat.completion.chunk", "model": model, "choices": [choice]}))
+            events.append(
+                _sse(
+                    {
+                        "id": "c1",
+                        "object": "chat.completion.chunk",
+                        "model": model,
+                        "choices": [choice],
+                    }
+                )
+            )
         if s.tool_call and chat:
             for part in ('{"city"', ': "Paris"}'):
-                delta = {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "weather", "arguments": part}}]}
-                events.append(_sse({"id": "c1", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
-        events.append(_sse({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+                delta = {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": part},
+                        }
+                    ]
+                }
+                events.append(
+                    _sse(
+                        {
+                            "id": "c1",
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                        }
+                    )
+                )
+        events.append(
+            _sse({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        )
         options = payload.get("stream_options") or {}
         if options.get("include_usage") and s.mode != "no_usage":
-            events.append(_sse({"id": "c1", "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": s.chunks, "total_tokens": 7 + s.chunks}}))
+            events.append(
+                _sse(
+                    {
+                        "id": "c1",
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": 7,
+                            "completion_tokens": s.chunks,
+                            "total_tokens": 7 + s.chunks,
+                        },
+                    }
+                )
+            )
         events.append(b"data: [DONE]\n\n")
         await self._stream(send, receive, b"text/event-stream", events)
 
@@ -156,10 +217,33 @@ class FakeBackend:
         s = self.script
         lines = []
         for i in range(s.chunks):
-            part: dict[str, Any] = {"message": {"role": "assistant", "content": f"tok{i} "}} if chat else {"response": f"tok{i} "}
-            lines.append(orjson.dumps({"model": model, "created_at": "2026-01-01T00:00:00Z", **part, "done": False}) + b"\n")
-        last: dict[str, Any] = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
-        lines.append(orjson.dumps({"model": model, "done": True, "done_reason": "stop", **last, "prompt_eval_count": 7, "eval_count": s.chunks}) + b"\n")
+            part: dict[str, Any] = (
+                {"message": {"role": "assistant", "content": f"tok{i} "}}
+                if chat
+                else {"response": f"tok{i} "}
+            )
+            lines.append(
+                orjson.dumps(
+                    {"model": model, "created_at": "2026-01-01T00:00:00Z", **part, "done": False}
+                )
+                + b"\n"
+            )
+        last: dict[str, Any] = (
+            {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
+        )
+        lines.append(
+            orjson.dumps(
+                {
+                    "model": model,
+                    "done": True,
+                    "done_reason": "stop",
+                    **last,
+                    "prompt_eval_count": 7,
+                    "eval_count": s.chunks,
+                }
+            )
+            + b"\n"
+        )
         await self._stream(send, receive, b"application/x-ndjson", lines)
 
 
@@ -172,20 +256,46 @@ def _openai_whole(chat: bool, model: Any, s: Script) -> dict[str, Any]:
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if s.tool_call:
-            message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]
+            message["tool_calls"] = [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                }
+            ]
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop"}
     else:
         choice = {"index": 0, "text": text, "finish_reason": "stop"}
-    out: dict[str, Any] = {"id": "c1", "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model, "choices": [choice]}
+    out: dict[str, Any] = {
+        "id": "c1",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+    }
     if s.mode != "no_usage":
-        out["usage"] = {"prompt_tokens": 7, "completion_tokens": s.chunks, "total_tokens": 7 + s.chunks}
+        out["usage"] = {
+            "prompt_tokens": 7,
+            "completion_tokens": s.chunks,
+            "total_tokens": 7 + s.chunks,
+        }
     return out
 
 
 def _ollama_whole(chat: bool, model: Any, s: Script) -> dict[str, Any]:
     text = "".join(f"tok{i} " for i in range(s.chunks))
-    part: dict[str, Any] = {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
-    return {"model": model, "created_at": "2026-01-01T00:00:00Z", **part, "done": True, "done_reason": "stop", "prompt_eval_count": 7, "eval_count": s.chunks}
+    part: dict[str, Any] = (
+        {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
+    )
+    return {
+        "model": model,
+        "created_at": "2026-01-01T00:00:00Z",
+        **part,
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": 7,
+        "eval_count": s.chunks,
+    }
 
 
 async def _json(send: Any, status: int, obj: Any) -> None:
@@ -193,5 +303,11 @@ async def _json(send: Any, status: int, obj: Any) -> None:
 
 
 async def _raw(send: Any, status: int, ctype: bytes, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
