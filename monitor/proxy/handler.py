@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from monitor.config import Settings
@@ -23,6 +22,7 @@ from monitor.proxy.backend import BackendClient, iter_body, request_headers, res
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send, header
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
+from monitor.proxy.upstream import UpstreamError, UpstreamResponse
 from monitor.record import RequestRecord, utcnow
 
 log = logging.getLogger(__name__)
@@ -139,22 +139,20 @@ class ProxyHandler:
         self._finish_record(record, relay, timer)
 
     async def _relay_whole(
-        self, exchange: Exchange, upstream: aiohttp.ClientResponse, relay: Relay
+        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay
     ) -> None:
-        data = b"".join(
-            [chunk async for chunk in iter_body(upstream, self.settings.read_timeout_s)]
-        )
+        data = b"".join([chunk async for chunk in iter_body(upstream)])
         out = relay.whole(data)
         if relay.text:
             relay.timer.token()  # the whole answer is the first (and last) token
         await exchange.whole(200, relay.response_headers(response_headers(upstream)), out)
 
     async def _relay_stream(
-        self, exchange: Exchange, upstream: aiohttp.ClientResponse, relay: Relay
+        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay
     ) -> None:
         await exchange.start(200, relay.response_headers(response_headers(upstream)))
         try:
-            async for chunk in iter_body(upstream, self.settings.read_timeout_s):
+            async for chunk in iter_body(upstream):
                 out = relay.feed(chunk)
                 if out:
                     await exchange.body(out, True)
@@ -164,9 +162,12 @@ class ProxyHandler:
             raise
         await exchange.body(relay.close(), False)
 
-    async def _upstream_error(self, upstream: aiohttp.ClientResponse, path: str) -> None:
-        raw = await upstream.content.read(64 * 1024)
-        message = _upstream_message(raw) or upstream.reason or "error"
+    async def _upstream_error(self, upstream: UpstreamResponse, path: str) -> None:
+        try:
+            raw = await upstream.read(64 * 1024)
+        except UpstreamError:
+            raw = b""
+        message = _upstream_message(raw) or "error"
         status = upstream.status if 400 <= upstream.status < 500 else None
         error = BackendFailed(
             f"backend answered {upstream.status} to {path}: {message[:_ERROR_EXCERPT]}",
@@ -213,8 +214,8 @@ class ProxyHandler:
             record.response_text = relay.text
 
 
-def _is_stream(upstream: aiohttp.ClientResponse) -> bool:
-    ctype = upstream.headers.get("content-type", "")
+def _is_stream(upstream: UpstreamResponse) -> bool:
+    ctype = (upstream.header(b"content-type") or b"").decode("latin-1")
     return "event-stream" in ctype or "ndjson" in ctype or "application/json" not in ctype
 
 
