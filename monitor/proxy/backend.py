@@ -78,7 +78,16 @@ def request_headers(
 
 
 def response_headers(upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
-    return [(name, value) for name, value in upstream.headers if name not in _NOT_RETURNED]
+    """The backend's response headers for the client, minus hop-by-hop ones. The backend's own
+    request id (llama.cpp and vLLM send one) is kept as `x-backend-request-id`: `x-request-id`
+    is ours, the id of the record."""
+    out = []
+    for name, value in upstream.headers:
+        if name == b"x-request-id":
+            out.append((b"x-backend-request-id", value))
+        elif name not in _NOT_RETURNED:
+            out.append((name, value))
+    return out
 
 
 class BackendClient:

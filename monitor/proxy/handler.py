@@ -151,16 +151,26 @@ class ProxyHandler:
         self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay
     ) -> None:
         await exchange.start(200, relay.response_headers(response_headers(upstream)))
+        body = iter_body(upstream)
         try:
-            async for chunk in iter_body(upstream):
+            async for chunk in body:
                 out = relay.feed(chunk)
+                if relay.done:
+                    # End the client's response with the terminal event: clients (the OpenAI
+                    # SDK among them) hang up as soon as they see it.
+                    await exchange.body(out + relay.close(), False)
+                    break
                 if out:
                     await exchange.body(out, True)
+            else:
+                await exchange.body(relay.close(), False)
         except BackendFailed as error:
             relay.failed = error
             await exchange.body(relay.stream_error(error, exchange.request_id), False)
             raise
-        await exchange.body(relay.close(), False)
+        if not upstream.complete:
+            async for _ in body:  # the backend's own end follows at once; then it is reusable
+                pass
 
     async def _upstream_error(self, upstream: UpstreamResponse, path: str) -> None:
         try:

@@ -21,7 +21,7 @@ import orjson
 
 from monitor.errors import BackendFailed, ProxyError
 from monitor.proxy import protocols
-from monitor.proxy.framing import ndjson_data, ndjson_splitter, sse_data, sse_splitter
+from monitor.proxy.framing import DONE, ndjson_data, ndjson_splitter, sse_data, sse_splitter
 from monitor.proxy.protocols import RequestInfo, Usage
 from monitor.proxy.timing import RequestTimer
 from monitor.proxy.translate import OllamaAnswer, ollama_to_openai
@@ -53,6 +53,7 @@ class Relay:
         self.usage = Usage()
         self.pieces: list[str] = []
         self.failed: ProxyError | None = None
+        self.done = False  # the stream's terminal event has been seen: nothing valid follows
 
     @property
     def text(self) -> str:
@@ -106,7 +107,9 @@ class OpenAIRelay(Relay):
         kept: list[bytes] = []
         for event in self._splitter.feed(chunk):
             data = sse_data(event)
-            if isinstance(data, dict):
+            if data is DONE:
+                self.done = True
+            elif isinstance(data, dict):
                 if data.get("usage"):
                     self.usage = protocols.openai_usage(data)
                     if self._hide_usage and not data.get("choices"):
@@ -153,6 +156,7 @@ class OllamaRelay(Relay):
                 self._output(protocols.ollama_response_text(data))
                 if data.get("done"):
                     self.usage = protocols.ollama_usage(data)
+                    self.done = True
         return b"".join(lines)
 
     def close(self) -> bytes:
@@ -185,6 +189,8 @@ class TranslatedOllamaRelay(Relay):
         out: list[bytes] = []
         for event in self._splitter.feed(chunk):
             data = sse_data(event)
+            if data is DONE:
+                self.done = True
             if not isinstance(data, dict):
                 continue
             if data.get("usage"):

@@ -168,6 +168,11 @@ class UpstreamResponse:
         self.status = conn.status
         self.headers = conn.headers
 
+    @property
+    def complete(self) -> bool:
+        """The whole body has been read."""
+        return self._conn.complete and not self._conn.chunks
+
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
             if key == name:

@@ -254,3 +254,22 @@ def test_shutdown_drains_streams_and_flushes_records(make_proxy, fake_backend: F
     # the recorder flushed on shutdown: the record is in the database once the app is gone
     record = proxy.record(result["id"].decode(), timeout=1)
     assert record.outcome == "ok" and record.completion_tokens == 10
+
+
+@pytest.mark.parametrize(
+    ("route", "body"), [("/v1/chat/completions", {**CHAT, "stream": True}), ("/api/chat", CHAT)]
+)
+def test_stream_ends_for_the_client_at_its_terminal_event(
+    make_proxy, fake_backend: FakeBackend, route: str, body: dict
+) -> None:
+    """A backend that lingers after `[DONE]` (llama.cpp does) must not hold the client, and a
+    client that hangs up at `[DONE]` (the OpenAI SDK does) has not aborted anything."""
+    proxy = make_proxy(backend_protocol="ollama" if route.startswith("/api") else "openai")
+    fake_backend.script.linger_s = 1.5
+    start = time.perf_counter()
+    resp = httpx.post(f"{proxy.url}{route}", json=body)
+    assert time.perf_counter() - start < 1.0
+    assert resp.status_code == 200
+    record = proxy.record(resp.headers["x-request-id"])
+    assert record.outcome == "ok" and record.completion_tokens == 3
+    assert fake_backend.completed_streams == 1  # the proxy read the backend's end too

@@ -25,6 +25,7 @@ class Script:
     mode: str = "ok"  # ok | drop_mid_stream | hang | garbage | no_usage | json_for_stream
     drop_after: int = 1
     tool_call: bool = False
+    linger_s: float = 0.0  # after the last event, before ending the response
 
 
 @dataclass
@@ -145,6 +146,8 @@ class FakeBackend:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
                 if s.chunk_s and i < len(events) - 1:
                     await asyncio.sleep(s.chunk_s)
+            if s.linger_s:
+                await asyncio.sleep(s.linger_s)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             self.completed_streams += 1
         except OSError:
