@@ -40,12 +40,60 @@ def insert_statement(dialect_name: str) -> Insert:
 
 
 def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """Insert rows in one transaction (one multi-row statement per page of rows)."""
+    """Insert rows in one transaction: on Postgres through COPY, elsewhere one executemany."""
     if not rows:
+        return
+    if engine.dialect.name == "postgresql":
+        _copy_rows(engine, rows)
         return
     statement = insert_statement(engine.dialect.name)
     with engine.begin() as conn:
         conn.execute(statement, rows)
+
+
+_COLUMNS: Final = tuple(column.name for column in requests_table.columns)
+_COLUMN_LIST: Final = ", ".join(_COLUMNS)
+_STAGING = "requests_incoming"
+_CREATE_STAGING: Final = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE requests INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+)
+_COPY: Final = f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN"
+_MERGE: Final = (
+    f"INSERT INTO requests ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
+    "ON CONFLICT (id) DO NOTHING"
+)
+
+
+def _copy_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """COPY into a per-connection staging table, then one INSERT ... ON CONFLICT DO NOTHING.
+
+    COPY costs the proxy a third of the CPU of an executemany per row (measured: 15 against
+    35-45 µs), and the staging table keeps the insert idempotent, which COPY alone is not.
+    Driver errors are raised as SQLAlchemy's, so row errors and outages are told apart as
+    for every other write.
+    """
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    with engine.begin() as conn:
+        raw: Any = conn.connection.driver_connection
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(_CREATE_STAGING)
+                with cursor.copy(_COPY) as copy:
+                    for row in rows:
+                        extra = row.get("extra")
+                        values = [row.get(name) for name in _COLUMNS]
+                        if extra is not None:
+                            values[_EXTRA_INDEX] = Jsonb(extra)
+                        copy.write_row(values)
+                cursor.execute(_MERGE)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
+
+
+_EXTRA_INDEX: Final = _COLUMNS.index("extra")
 
 
 def insert_isolating(
