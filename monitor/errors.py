@@ -3,10 +3,11 @@
     ProxyError                  a request ends with an error response (never a 500 for bad input)
     ├── RequestInvalid          400 VALIDATION_ERROR: malformed JSON, invalid UTF-8, wrong types,
     │                           missing fields
-    ├── BodyTooLarge            413 VALIDATION_ERROR: body over `max_body_bytes`
+    │   └── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
     ├── BackendFailed           502 GENERATION_ERROR: backend refused the connection, reset it,
     │                           answered 5xx or something that is not its protocol
-    └── BackendTimeout          504 GENERATION_ERROR: no byte from the backend within the timeout
+    │   └── BackendTimeout      504 GENERATION_ERROR: no byte from the backend within the timeout
+    └── InternalError           500 INTERNAL_ERROR: a defect in the proxy itself (logged)
 
 Rendering into the client's protocol (OpenAI error object or Ollama's `{"error": ...}`) happens
 in `monitor.proxy.protocols.error_body`, called only by the proxy handler.
@@ -55,3 +56,10 @@ class BackendFailed(ProxyError):
 
 class BackendTimeout(BackendFailed):
     status = 504
+
+
+class InternalError(ProxyError):
+    code = "INTERNAL_ERROR"
+    status = 500
+    outcome = "backend_error"
+    error_type = "server_error"

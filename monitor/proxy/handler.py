@@ -7,6 +7,7 @@ Every request leaves exactly one `RequestRecord`, handed to the recorder in `fin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from monitor.config import Settings
-from monitor.errors import BackendFailed, ProxyError
+from monitor.errors import BackendFailed, InternalError, ProxyError
 from monitor.proxy import protocols
 from monitor.proxy.backend import BackendClient, iter_body, request_headers, response_headers
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send, header
@@ -83,6 +84,11 @@ class ProxyHandler:
             await self._fail(exchange, record, protocol, error)
         except ClientGone:
             record.outcome = "client_abort"
+        except Exception as exc:  # a defect of ours: answer, record, and say where
+            log.exception("request %s failed inside the proxy", exchange.request_id)
+            internal = InternalError(f"internal error ({exc.__class__.__name__}); see the log")
+            record.outcome, record.error_code = internal.outcome, internal.code
+            await self._fail(exchange, record, protocol, internal)
         except asyncio.CancelledError:
             if not exchange.disconnected:
                 raise
@@ -133,10 +139,11 @@ class ProxyHandler:
                 await self._relay_whole(exchange, upstream, relay)
         finally:
             if exchange.finished:
-                upstream.release()  # back to the pool for the next request
+                upstream.release()  # back to the pool if it was read to its end
             else:
                 upstream.close()  # unread or aborted: the upstream request must end now
-        self._finish_record(record, relay, timer)
+            # what was measured counts, also for streams cut short by either side
+            self._finish_record(record, relay, timer)
 
     async def _relay_whole(
         self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay
@@ -169,8 +176,9 @@ class ProxyHandler:
             await exchange.body(relay.stream_error(error, exchange.request_id), False)
             raise
         if not upstream.complete:
-            async for _ in body:  # the backend's own end follows at once; then it is reusable
-                pass
+            with contextlib.suppress(BackendFailed):  # the client has its whole answer
+                async for _ in body:  # the backend's own end follows at once: then reusable
+                    pass
 
     async def _upstream_error(self, upstream: UpstreamResponse, path: str) -> None:
         try:
@@ -210,7 +218,7 @@ class ProxyHandler:
         usage = relay.usage
         record.prompt_tokens = usage.prompt_tokens
         completion = usage.completion_tokens
-        if completion is None:
+        if completion is None and relay.pieces:
             completion = (
                 timer.token_events if relay.stream else protocols.estimate_tokens(relay.text)
             )
