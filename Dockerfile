@@ -1,6 +1,5 @@
 # The monitor (proxy + workers), for docker-compose.yml or any container platform.
 #   docker build -t gemma-monitor .
-#   docker build --build-arg EXTRAS=postgres,dashboard -t gemma-monitor-dashboard .
 FROM python:3.11-slim
 
 ARG EXTRAS=postgres
@@ -20,8 +19,7 @@ RUN pip install ".[${EXTRAS}]" \
 USER monitor
 ENV MONITOR_HOST=0.0.0.0 \
     MONITOR_PORT=8000 \
-    MONITOR_SPOOL_DIR=/var/lib/gemma-monitor/spool \
-    MONITOR_POLICIES=/app/policies/default.yaml
+    MONITOR_SPOOL_DIR=/var/lib/gemma-monitor/spool
 VOLUME ["/var/lib/gemma-monitor"]
 EXPOSE 8000
 

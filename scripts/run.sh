@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the embedded demo: a local Gemma backend, the proxy on SQLite, the dashboard.
+# Run the embedded demo: a local Gemma backend (llama.cpp) and the proxy on SQLite.
 #
 #   scripts/run.sh [demo options]
 #

@@ -18,6 +18,7 @@ Exceptions:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import signal
@@ -184,6 +185,7 @@ class LocalGemmaServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C meant for the parent is ours to relay
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -257,3 +259,17 @@ def _describe_signal(code: int) -> str:
         else ""
     )
     return f" ({name}){hint}"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies.
+
+    The parent may not get to stop the server itself: uvicorn ends a SIGTERM-ed process by
+    re-raising the signal once it has shut down, which skips every `finally` on the way out.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1

@@ -202,7 +202,11 @@ class TranslatedOllamaRelay(Relay):
         return b"".join(out)
 
     def close(self) -> bytes:
-        return self._answer.last(self.usage.prompt_tokens, self.usage.completion_tokens)
+        # Without a usage chunk (llama-cpp-python sends none), the content events are the count.
+        completion = self.usage.completion_tokens
+        if completion is None:
+            completion = self.timer.token_events
+        return self._answer.last(self.usage.prompt_tokens, completion)
 
 
 def relay_for(
