@@ -93,6 +93,8 @@ class RecorderStats(Protocol):
 
     records_written_total: int
     records_spooled_total: int
+    records_rejected_total: int
+    records_dropped_total: int
     write_errors_total: int
 
 
@@ -126,6 +128,16 @@ class _RecorderCollector(Collector):
             "gemma_monitor_recorder_write_errors",
             "Failed database writes.",
             value=s.write_errors_total,
+        )
+        yield CounterMetricFamily(
+            "gemma_monitor_recorder_records_rejected",
+            "Records the database refused as data (kept apart in the spool's rejected file).",
+            value=s.records_rejected_total,
+        )
+        yield CounterMetricFamily(
+            "gemma_monitor_recorder_records_dropped",
+            "Records lost: neither the database nor the spool could take them.",
+            value=s.records_dropped_total,
         )
 
 

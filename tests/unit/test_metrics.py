@@ -178,6 +178,8 @@ class FakeRecorderStats:
     spool_bytes = 1024
     records_written_total = 100
     records_spooled_total = 7
+    records_rejected_total = 1
+    records_dropped_total = 0
     write_errors_total = 2
 
 
@@ -189,6 +191,8 @@ def test_recorder_stats_are_exported() -> None:
     assert value(m, "gemma_monitor_recorder_records_written_total") == 100
     assert value(m, "gemma_monitor_recorder_records_spooled_total") == 7
     assert value(m, "gemma_monitor_recorder_write_errors_total") == 2
+    assert value(m, "gemma_monitor_recorder_records_rejected_total") == 1
+    assert value(m, "gemma_monitor_recorder_records_dropped_total") == 0
 
 
 def test_inflight_gauge_reads_the_callback() -> None:
