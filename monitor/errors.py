@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from monitor.record import Outcome
+
 
 class ProxyError(Exception):
     code: ClassVar[str] = "INTERNAL_ERROR"
     status: int = 500  # an instance may narrow it (a backend 4xx keeps its status)
-    outcome: ClassVar[str] = "backend_error"
+    outcome: ClassVar[Outcome] = "backend_error"
     error_type: ClassVar[str] = "server_error"
 
     def __init__(self, message: str, *, param: str | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 Outcome = Literal[
     "ok",
@@ -20,15 +20,6 @@ Outcome = Literal[
     "backend_error",
     "client_abort",
 ]
-OUTCOMES: Final[tuple[str, ...]] = (
-    "ok",
-    "blocked_input",
-    "blocked_output",
-    "invalid",
-    "rate_limited",
-    "backend_error",
-    "client_abort",
-)
 
 
 @dataclass(slots=True)
@@ -43,7 +34,7 @@ class RequestRecord:
     backend: str | None = None
     principal: str | None = None
     stream: bool = False
-    outcome: str = "ok"
+    outcome: Outcome = "ok"
     error_code: str | None = None
     http_status: int = 200
     latency_ms: float | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_until_ok
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +43,7 @@ def test_demo_serves_and_stops_with_its_backend(tmp_path: Path, gemma_backend: o
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "demo did not become ready"
-            time.sleep(0.5)
+        wait_until_ok(f"http://127.0.0.1:{port}/ready", proc, timeout=120)
         reply = httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},

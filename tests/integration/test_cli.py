@@ -15,7 +15,7 @@ import httpx
 from monitor.store.engine import make_engine
 from monitor.store.queries import get_request
 from tests.support.fake_backend import FakeBackend
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_until_ok
 
 
 def run_cli(
@@ -77,16 +77,7 @@ def test_sigterm_drains_streams_and_flushes_records(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "proxy did not start"
-            time.sleep(0.1)
+        wait_until_ok(f"{base}/health", proc, timeout=30)
 
         result: dict[str, str | bytes] = {}
 

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from monitor.record import RequestRecord
-from monitor.store import migrate
-from monitor.store.engine import make_engine
 from monitor.store.inserts import insert_rows
 from monitor.store.queries import count_requests, get_request, recent_requests
-from tests.support.databases import BOTH_DATABASES, database_url, make_records
-
-
-@pytest.fixture(params=BOTH_DATABASES)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with database_url(request.param, tmp_path) as url:
-        migrate.upgrade(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
+from tests.support.databases import make_records
 
 
 @pytest.fixture

@@ -15,21 +15,10 @@ from monitor.store.queries import count_requests, request_ids
 from monitor.store.recorder import Recorder
 from monitor.store.spool import REJECTED_FILE, Spool
 from tests.support.databases import (
-    BOTH_DATABASES,
-    database_url,
     make_records,
     sqlite_url,
     wait_until,
 )
-
-
-@pytest.fixture(params=BOTH_DATABASES)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with database_url(request.param, tmp_path) as url:
-        migrate.upgrade(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 @pytest.fixture

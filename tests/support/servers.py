@@ -60,3 +60,22 @@ def serve(app: Any, port: int | None = None, **config: Any) -> Iterator[Threaded
         yield server
     finally:
         server.stop()
+
+
+def wait_until_ok(url: str, process: Any, timeout: float) -> None:
+    """Poll `url` until it answers 200, failing early (with its output) if `process` exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            output = process.stdout or process.stderr
+            raise AssertionError(f"process exited: {output.read().decode() if output else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer 200 within {timeout}s")
+        time.sleep(0.1)
