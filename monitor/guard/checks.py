@@ -1,0 +1,265 @@
+"""The check types a policy can list, one pydantic model each, told apart by `type`.
+
+A check is one rule of a policy: what to look for, with which parameters, and the `action`
+its findings take (`block`, `redact` or `flag`). The detection code for each lives in its own
+module (`validation`, `sanitize`, `pii`, `credentials`, `injection`, `denylist`); the model
+classifier for `shieldgemma` comes separately and only its declaration lives here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def at(subpath: str, message: str) -> str:
+    """A validator's message for a field below the one it validates (`[2].roles`), which
+    the loader appends to the error's location."""
+    return f"@{subpath}@ {message}"
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+    DEVELOPER = "developer"
+
+
+class PiiType(StrEnum):
+    """What the `pii` check can find; each is replaced by `[EMAIL]`, `[PHONE]` ... when redacted."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    CARD = "card"
+    IBAN = "iban"
+    SSN = "ssn"
+    IP = "ip"
+    SECRET = "secret"
+
+
+class Harm(StrEnum):
+    """ShieldGemma's four harm policies (the names its prompt templates use, in snake case)."""
+
+    DANGEROUS_CONTENT = "dangerous_content"
+    HARASSMENT = "harassment"
+    HATE_SPEECH = "hate_speech"
+    SEXUALLY_EXPLICIT = "sexually_explicit"
+
+    @property
+    def display_name(self) -> str:
+        return _HARM_TITLES[self]
+
+
+_HARM_TITLES = {
+    Harm.DANGEROUS_CONTENT: "Dangerous Content",
+    Harm.HARASSMENT: "Harassment",
+    Harm.HATE_SPEECH: "Hate Speech",
+    Harm.SEXUALLY_EXPLICIT: "Sexually Explicit Information",
+}
+_HARM_ALIASES = {h.display_name.lower(): h for h in Harm} | {
+    "sexually_explicit_information": Harm.SEXUALLY_EXPLICIT
+}
+
+
+class _Check(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = Field(
+        default=None,
+        description="Names this check in findings and refusals; defaults to its type. "
+        "Required when a stage lists two checks of the same type.",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    )
+    roles: list[Role] | None = Field(
+        default=None,
+        description="Input stage only: the message roles whose text this check reads "
+        "(all roles when omitted). E.g. [user, tool] to trust the operator's system prompt.",
+    )
+
+    @property
+    def key(self) -> str:
+        type_: str = getattr(self, "type")  # noqa: B009 - every subclass declares it
+        return self.id or type_
+
+
+class ValidationCheck(_Check):
+    """Structure of the messages, as the seed defined it. Input stage only."""
+
+    type: Literal["validation"]
+    max_messages: int = Field(
+        default=50, ge=1, le=10_000, description="At most this many messages."
+    )
+    allowed_roles: list[Role] = Field(
+        default_factory=lambda: [Role.SYSTEM, Role.USER, Role.ASSISTANT, Role.TOOL],
+        description="Roles a message may have.",
+        min_length=1,
+    )
+    action: Literal["block", "flag"] = Field(
+        default="block", description="`block` answers VALIDATION_ERROR; `flag` only records it."
+    )
+
+
+class LengthCheck(_Check):
+    """Caps the size of the text, per message (input) or of the response (output)."""
+
+    type: Literal["length"]
+    max_chars: int = Field(default=8192, ge=1, description="At most this many characters per text.")
+    max_total_chars: int | None = Field(
+        default=None, ge=1, description="Input only: at most this many over all messages (blocks)."
+    )
+    action: Literal["block", "truncate", "flag"] = Field(
+        default="block",
+        description="`truncate` cuts each text to `max_chars` and forwards the rest.",
+    )
+
+
+class SanitizeCheck(_Check):
+    """Active markup: script (with its content), iframe, object and embed tags, and
+    `javascript:` / `vbscript:` / `data:text/html` URLs."""
+
+    type: Literal["sanitize"]
+    action: Literal["block", "redact", "flag"] = Field(
+        default="redact", description="`redact` strips what was found and forwards the rest."
+    )
+
+
+class PiiCheck(_Check):
+    """Personal data and secrets: emails, phones, Luhn-valid cards, mod-97-valid IBANs, US
+    SSNs, IP addresses, API keys, tokens and private keys."""
+
+    type: Literal["pii"]
+    types: list[PiiType] = Field(
+        default_factory=lambda: list(PiiType), description="What to look for.", min_length=1
+    )
+    action: Literal["block", "redact", "flag"] = Field(
+        default="redact", description="`redact` replaces each item with `[EMAIL]`, `[CARD]` ..."
+    )
+
+
+class InjectionCheck(_Check):
+    """Prompt-injection and jailbreak phrasing, scored 0..1 (noisy-or of matched patterns)."""
+
+    type: Literal["injection"]
+    threshold: Probability = Field(
+        default=0.8,
+        description="Findings scoring at least this take `action`; lower ones are kept "
+        "as `allow` findings (near misses).",
+    )
+    action: Literal["block", "flag"] = Field(default="flag", description="What a finding does.")
+
+
+class DenyListCheck(_Check):
+    """Terms that must not appear, matched after Unicode normalisation (NFKC, casefold,
+    invisible characters removed), on word boundaries unless `match` says otherwise."""
+
+    type: Literal["denylist"]
+    category: str = Field(
+        default="denylist", description="The category findings and refusals name.", max_length=64
+    )
+    terms: list[Annotated[str, Field(max_length=200)]] = Field(
+        description="Words or phrases; case and width do not matter.", min_length=1
+    )
+    allow: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        description="Exceptions: a term matched inside one of these phrases does not count "
+        "(e.g. 'kill * process' lets 'kill a process' through a list holding 'kill'). "
+        "`*` stands for one word, in terms too.",
+    )
+    match: Literal["word", "prefix", "substring"] = Field(
+        default="word",
+        description="`word`: whole words only ('bomb' does not match 'bombastic'); `prefix`: "
+        "words starting with a term; `substring`: anywhere (the seed's behaviour).",
+    )
+    action: Literal["block", "redact", "flag"] = Field(
+        default="block", description="What a finding does."
+    )
+
+    @field_validator("terms")
+    @classmethod
+    def _no_blank_terms(cls, terms: list[str]) -> list[str]:
+        for index, term in enumerate(terms):
+            if not term.strip():
+                raise ValueError(at(f"[{index}]", "blank term"))
+        return terms
+
+
+class HarmThreshold(BaseModel):
+    """One ShieldGemma harm policy and, optionally, its own threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    harm: Harm = Field(
+        description="dangerous_content, harassment, hate_speech or sexually_explicit "
+        "(the titles, e.g. 'Hate Speech', are accepted too)."
+    )
+    threshold: Probability | None = Field(
+        default=None,
+        description="P(Yes) at or above which the text violates it; the check's otherwise.",
+    )
+
+    @field_validator("harm", mode="before")
+    @classmethod
+    def _title_or_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            folded = value.strip().lower()
+            return _HARM_ALIASES.get(folded, folded.replace(" ", "_").replace("-", "_"))
+        return value
+
+
+class ShieldGemmaCheck(_Check):
+    """ShieldGemma harm classification: one forward pass per harm policy, P(Yes) vs threshold.
+    Declared here; run by the model classifier, not the rules engine."""
+
+    type: Literal["shieldgemma"]
+    model: str = Field(
+        default="google/shieldgemma-2b",
+        description="Hub id or local path of the weights (or the model name on a remote server).",
+    )
+    harms: list[HarmThreshold] = Field(description="The harm policies to check.", min_length=1)
+    threshold: Probability = Field(default=0.5, description="Default threshold for every harm.")
+    action: Literal["block", "flag"] = Field(default="block", description="What a violation does.")
+    on_error: Literal["block", "allow"] = Field(
+        default="block",
+        description="When the classifier fails or times out: `block` (fail closed) or `allow`.",
+    )
+    timeout_s: float = Field(
+        default=2.0, gt=0, le=120, description="Give up on the classifier after this."
+    )
+
+    @field_validator("harms")
+    @classmethod
+    def _distinct(cls, harms: list[HarmThreshold]) -> list[HarmThreshold]:
+        seen: set[Harm] = set()
+        for index, item in enumerate(harms):
+            if item.harm in seen:
+                raise ValueError(at(f"[{index}].harm", f"{item.harm.value} is listed twice"))
+            seen.add(item.harm)
+        return harms
+
+    def thresholds(self) -> dict[Harm, float]:
+        """Each harm's effective threshold."""
+        return {h.harm: self.threshold if h.threshold is None else h.threshold for h in self.harms}
+
+
+InputCheck = Annotated[
+    ValidationCheck
+    | LengthCheck
+    | SanitizeCheck
+    | PiiCheck
+    | InjectionCheck
+    | DenyListCheck
+    | ShieldGemmaCheck,
+    Field(discriminator="type"),
+]
+OutputCheck = Annotated[
+    LengthCheck | SanitizeCheck | PiiCheck | InjectionCheck | DenyListCheck | ShieldGemmaCheck,
+    Field(discriminator="type"),
+]
+CHECK_TYPES = frozenset(
+    {"validation", "length", "sanitize", "pii", "injection", "denylist", "shieldgemma"}
+)
