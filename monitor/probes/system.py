@@ -148,9 +148,9 @@ class SystemProbe:
     def _host_cpu_percent(self) -> float | None:
         busy, total = _busy_and_total(psutil.cpu_times())
         last_busy, last_total = self._host_cpu
-        self._host_cpu = busy, total
         if total <= last_total:
-            return None
+            return None  # no clock tick since the last sample: keep measuring from that one
+        self._host_cpu = busy, total
         return round(min(100.0, max(0.0, 100.0 * (busy - last_busy) / (total - last_total))), 2)
 
     def _sample_proxy(self) -> ProcessSample | None:
