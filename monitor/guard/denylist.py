@@ -41,9 +41,17 @@ class DenyList:
         self.category = category
         self._regex = _compile(terms, match)
         self._allow = _compile(allow, "word") if allow else None
+        # a short list runs its regex only when the text holds a needle: the longest word of
+        # some term (a term cannot match without it)
+        self._needles: tuple[str, ...] | None = None
+        if len(terms) <= 64:
+            words = [max(fold_term(t).replace("*", " ").split(), key=len) for t in terms]
+            self._needles = tuple({w for w in words if w})
 
     def find(self, text: str) -> list[Hit]:
         folded = fold(text)
+        if self._needles is not None and not any(n in folded.text for n in self._needles):
+            return []
         hits = []
         allowed = [m.span() for m in self._allow.finditer(folded.text)] if self._allow else []
         next_allowed = 0  # both lists are in text order: walk them together
@@ -72,22 +80,21 @@ def _compile(terms: list[str], match: str) -> re.Pattern[str]:
     folded = sorted({fold_term(t) for t in terms if fold_term(t)})
     if not folded:
         raise ValueError("a deny list needs at least one non-blank term")
-    before = r"(?<!\w)" if match in ("word", "prefix") else ""
     after = r"(?!\w)" if match == "word" else ""
-    return re.compile(before + _trie_regex(folded) + after)
+    return re.compile(_trie_regex(folded, word_start=match in ("word", "prefix")) + after)
 
 
-def _trie_regex(terms: list[str]) -> str:
+def _trie_regex(terms: list[str], *, word_start: bool) -> str:
     trie: dict[str, Any] = {}
     for term in terms:
         node = trie
         for char in term:
             node = node.setdefault(char, {})
         node[_END] = {}
-    return _node_regex(trie)
+    return _node_regex(trie, word_start)
 
 
-def _node_regex(node: dict[str, Any]) -> str:
+def _node_regex(node: dict[str, Any], word_start: bool = False) -> str:
     branches = []
     optional = False
     for char in sorted(node):
@@ -95,6 +102,9 @@ def _node_regex(node: dict[str, Any]) -> str:
             optional = True
             continue
         atom = {" ": r"\s+", "*": r"\w+"}.get(char) or re.escape(char)
+        if word_start:  # the word boundary after the first character, not before it: a
+            # pattern that starts with a literal lets the regex engine skip ahead to it
+            atom = r"(?<!\w)\w+" if char == "*" else atom + r"(?<!\w.)"
         branches.append(atom + _node_regex(node[char]))
     if not branches:
         return ""

@@ -8,8 +8,9 @@ threshold decides what score acts.
 
 Patterns run on the folded text (NFKC, casefold, invisible characters removed; see
 `monitor.guard.normalize`), so full-width or zero-width-split spellings score the same. Each
-pattern also names needles, literal words one of which must occur, checked with `in` before
-the regex runs: most texts contain none and cost a few substring searches.
+pattern names the words a match starts with; one regex finds all of them in a single pass,
+and each pattern is tried (`match`, not `search`) only where one of its words starts: a
+prompt costs one scan plus a few anchored attempts, which keeps 2 KB in microseconds.
 """
 
 from __future__ import annotations
@@ -18,34 +19,48 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from monitor.guard.normalize import fold
+from monitor.guard.normalize import fold, word_starts
 from monitor.guard.redaction import Hit
 
 
 @dataclass(frozen=True, slots=True)
 class InjectionPattern:
+    """One phrasing: where it can start, the regex matched there, and its weight."""
+
     id: str
     weight: float
-    needles: tuple[str, ...]
+    starts: tuple[str, ...]  # a match begins with one of these (folded) words
     regex: re.Pattern[str]
+    words: bool = True  # the start must begin a word
 
 
-def _p(id_: str, weight: float, needles: tuple[str, ...], pattern: str) -> InjectionPattern:
-    return InjectionPattern(id_, weight, needles, re.compile(pattern))
+def _all(text: str, needle: str) -> list[int]:
+    found = []
+    position = text.find(needle)
+    while position >= 0:
+        found.append(position)
+        position = text.find(needle, position + 1)
+    return found
+
+
+def _p(
+    id_: str, weight: float, starts: tuple[str, ...], pattern: str, *, words: bool = True
+) -> InjectionPattern:
+    return InjectionPattern(id_, weight, starts, re.compile(pattern), words)
 
 
 _IGNORE = ("ignore", "disregard", "forget", "skip", "override", "bypass")
 PATTERNS: Final = (
     _p(
         "ignore_previous", 0.9, _IGNORE,
-        r"\b(?:ignore|disregard|forget|skip|override|bypass)\s+"
+        r"(?:ignore|disregard|forget|skip|override|bypass)\s+"
         r"(?:(?:all|any|the|your|my|of|these|those|everything)\s+){0,3}"
         r"(?:previous|prior|above|earlier|preceding|former|initial|original|system)\s+"
         r"(?:instructions?|prompts?|rules|directions?|guidelines|commands?)",
     ),
     _p(
         "ignore_rules", 0.6, _IGNORE,
-        r"\b(?:ignore|disregard|forget|bypass|override)\s+(?:all\s+|any\s+)?(?:of\s+)?"
+        r"(?:ignore|disregard|forget|bypass|override)\s+(?:all\s+|any\s+)?(?:of\s+)?"
         r"(?:your|the)\s+(?:instructions|rules|guidelines|restrictions|filters|safety|"
         r"programming|training|policies|content\s+policy)",
     ),
@@ -53,68 +68,72 @@ PATTERNS: Final = (
         "reveal_prompt", 0.85,
         ("reveal", "show", "print", "display", "repeat", "output", "tell", "give", "share",
          "leak", "dump", "write"),
-        r"\b(?:reveal|show|print|display|repeat|output|tell\s+me|give\s+me|share|leak|dump|"
+        r"(?:reveal|show|print|display|repeat|output|tell\s+me|give\s+me|share|leak|dump|"
         r"write\s+out)\s+(?:me\s+)?(?:your|the)\s+(?:\w+\s+){0,2}?"
         r"(?:system\s+prompt|system\s+message|(?:initial|hidden|original|secret)\s+"
         r"(?:prompt|instructions)|instructions\s+above|prompt\s+above)",
     ),
     _p(
         "ask_prompt", 0.6, ("what",),
-        r"\bwhat\s+(?:is|are|was|were)\s+your\s+(?:system\s+prompt|(?:initial|original|hidden|"
+        r"what\s+(?:is|are|was|were)\s+your\s+(?:system\s+prompt|(?:initial|original|hidden|"
         r"secret)\s+(?:prompt|instructions))",
     ),
-    _p("do_anything_now", 0.9, ("anything",), r"\bdo\s+anything\s+now\b"),
+    _p("do_anything_now", 0.9, ("do",), r"do\s+anything\s+now\b"),
     _p(
-        "dan_persona", 0.7, ("dan",),
-        r"\b(?:you\s+are|you're|act\s+as|become|pretend\s+to\s+be)\s+(?:now\s+)?(?:a\s+)?dan\b",
+        "dan_persona", 0.7, ("you", "act", "become", "pretend"),
+        r"(?:you\s+are|you're|act\s+as|become|pretend\s+to\s+be)\s+(?:now\s+)?(?:a\s+)?dan\b",
     ),
     _p(
-        "mode_enabled", 0.8, ("mode",),
-        r"\b(?:developer|god|jailbreak|jailbroken|dan|unrestricted|unfiltered)\s+mode\s+"
+        "mode_enabled", 0.8,
+        ("developer", "god", "jailbreak", "jailbroken", "dan", "unrestricted", "unfiltered"),
+        r"(?:developer|god|jailbreak|jailbroken|dan|unrestricted|unfiltered)\s+mode\s+"
         r"(?:enabled|activated|output)\b",
     ),
     _p(
-        "mode_persona", 0.75, ("mode",),
-        r"\b(?:you\s+(?:are|will\s+be|will\s+act|act)|act\s+as\s+\w+)\s+(?:now\s+)?(?:in|with)\s+"
+        "mode_persona", 0.75, ("you", "act"),
+        r"(?:you\s+(?:are|will\s+be|will\s+act|act)|act\s+as\s+\w+)\s+(?:now\s+)?(?:in|with)\s+"
         r"(?:developer|god|jailbreak|dan|unrestricted)\s+mode\b",
     ),
-    _p("jailbreak_word", 0.5, ("jailbr",), r"\bjailbr(?:eak|oken|eaking)\b"),
+    _p(
+        "jailbreak_word", 0.5, ("jailbreak", "jailbroken", "jailbreaking"), r"jailbr(?:eak|oken|eaking)\b"),
     _p(
         "unrestricted_persona", 0.7,
-        ("you", "act", "pretend", "role"),
-        r"\b(?:you\s+are|you're|act\s+as|pretend\s+(?:to\s+be|you\s+are)|role-?\s?play\s+as)\s+"
+        ("you", "act", "pretend", "role", "answer", "respond", "reply"),
+        r"(?:you\s+are|you're|(?:act|answer|respond|reply)\s+as|pretend\s+(?:to\s+be|you\s+are)|"
+        r"role-?\s?play\s+as)\s+"
         r"(?:now\s+)?(?:an?\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|"
         r"unethical|rogue)\b",
     ),
     _p(
-        "no_limits", 0.6, ("no",),
-        r"\byou\s+(?:have|has|now\s+have)\s+no\s+(?:rules|restrictions|limits|limitations|"
+        "no_limits", 0.6, ("you",),
+        r"you\s+(?:have|has|now\s+have)\s+no\s+(?:rules|restrictions|limits|limitations|"
         r"guidelines|filters|ethical|moral)",
     ),
     _p(
         "without_restrictions", 0.35,
-        ("without", "no ", "free"),
-        r"\b(?:without|no|free\s+(?:of|from))\s+(?:any\s+)?(?:restrictions|filters|filtering|"
+        ("without", "no", "free"),
+        r"(?:without|no|free\s+(?:of|from))\s+(?:any\s+)?(?:restrictions|filters|filtering|"
         r"censorship|limitations|ethical\s+guidelines|safety\s+guidelines|content\s+policy)",
     ),
     _p(
-        "new_instructions", 0.5, ("instruction",),
-        r"\b(?:new|updated|real|actual|true)\s+(?:system\s+)?instructions?\s*:",
+        "new_instructions", 0.5, ("new", "updated", "real", "actual", "true"),
+        r"(?:new|updated|real|actual|true)\s+(?:system\s+)?instructions?\s*:",
     ),
-    _p("from_now_on", 0.3, ("now on",), r"\bfrom\s+now\s+on,?\s+you\s+(?:will|are|must|shall)\b"),
+    _p("from_now_on", 0.3, ("from",), r"from\s+now\s+on,?\s+you\s+(?:will|are|must|shall)\b"),
     _p(
-        "override", 0.7, ("override",),
-        r"\b(?:system|admin|administrator|root|developer)\s+(?:prompt\s+)?override\b",
+        "override", 0.7, ("system", "admin", "root", "developer"),
+        r"(?:system|admin|administrator|root|developer)\s+(?:prompt\s+)?override\b",
     ),
     _p(
-        "turn_markers", 0.7, ("<", "[inst", "###"),
+        "turn_markers", 0.7, ("<", "[inst]", "[/inst]", "##"),
         r"<\|?(?:im_start|im_end|system|endoftext)\|?>|<start_of_turn>|<end_of_turn>|"
-        r"\[/?inst\]|<<sys>>|(?m:^[ \t]*#{2,}[ \t]*(?:system|instructions?)[ \t]*:)",
+        r"\[/?inst\]|<<sys>>|#{2,}[ \t]*(?:system|instructions?)[ \t]*:",
+        words=False,
     ),
     _p(
         "named_jailbreak", 0.8,
-        ("evil confidant", "opposite mode", "machiavellian", "stay in character"),
-        r"\b(?:evil\s+confidant|opposite\s+mode|always\s+intelligent\s+and\s+machiavellian|"
+        ("evil", "opposite", "always", "stay"),
+        r"(?:evil\s+confidant|opposite\s+mode|always\s+intelligent\s+and\s+machiavellian|"
         r"stay\s+in\s+character)\b",
     ),
 )  # fmt: skip
@@ -129,19 +148,49 @@ class InjectionScore:
     hits: tuple[Hit, ...]
 
 
+_WORD_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_NON_WORD_TO_SPACE: Final = bytes(c if c in _WORD_CHARS else 32 for c in range(256))
+
+
 def score_injection(text: str) -> InjectionScore:
-    """Score `text`; 0.0 with no hits when nothing matched."""
+    """Score `text`; 0.0 with no hits when nothing matched.
+
+    The words of the text are collected once (a byte translate and a split, both C speed);
+    a pattern none of whose start words is among them is not tried at all, and the others
+    only where their start words occur.
+    """
     folded = fold(text)
+    low = folded.text
+    words = set(low.encode("ascii", "replace").translate(_NON_WORD_TO_SPACE).split())
+    positions: dict[str, list[int]] = {}
+    found: dict[str, re.Match[str]] = {}
+    for pattern in PATTERNS:
+        best: re.Match[str] | None = None
+        for start in pattern.starts:
+            if start.isalnum():
+                if start.encode() not in words:
+                    continue
+            elif start not in low:
+                continue
+            if start not in positions:
+                positions[start] = word_starts(low, start) if pattern.words else _all(low, start)
+            for position in positions[start]:
+                if best is not None and position >= best.start():
+                    break
+                match = pattern.regex.match(low, position)
+                if match is not None:
+                    best = match
+                    break
+        if best is not None:
+            found[pattern.id] = best
     hits: list[Hit] = []
     miss = 1.0
     for pattern in PATTERNS:
-        if not any(needle in folded.text for needle in pattern.needles):
-            continue
-        match = pattern.regex.search(folded.text)
+        match = found.get(pattern.id)
         if match is None:
             continue
-        start, end = folded.span(match.start(), match.end())
-        hits.append(Hit(f"injection.{pattern.id}", "injection", start, end, "", pattern.weight))
+        start_at, end = folded.span(match.start(), match.end())
+        hits.append(Hit(f"injection.{pattern.id}", "injection", start_at, end, "", pattern.weight))
         miss *= 1.0 - pattern.weight
     hits.sort(key=lambda h: -(h.score or 0.0))
     return InjectionScore(round(1.0 - miss, 4), tuple(hits))

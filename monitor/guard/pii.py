@@ -3,9 +3,13 @@
 Each detector is a precompiled pattern plus a validator, because a pattern alone cannot tell
 a card from an order number: cards must pass Luhn, IBANs their country length and mod-97,
 SSNs the never-issued ranges, US phones the NANP shape, and a bare run of digits is never a
-phone. Patterns start with a look-behind so that a match can only begin at the start of a
-token, and every repetition is bounded or possessive: the cost stays linear on hostile input
-(100k repeated digits, dots or `@`s). Secrets live in `monitor.guard.credentials`.
+phone. Secrets live in `monitor.guard.credentials`.
+
+Speed and safety come from anchoring. Patterns are only tried (`match`, never `search`)
+where they can start: at an `@` for emails, a `+` for international phones, and otherwise at
+the start of a digit run, found in one pass shared by cards, SSNs, US phones, IPv4 and IBANs
+(two capitals before the run). Token boundaries are checked in code, and every repetition is
+bounded or possessive, so hostile input (100k digits, dots or `@`s) costs linear time.
 """
 
 from __future__ import annotations
@@ -30,47 +34,85 @@ REPLACEMENTS: Final = {
     PiiType.SECRET: "[SECRET]",
 }
 
+_LOCAL_CHARS: Final = frozenset(".%+-_")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EMAIL: Final = re.compile(
-    rf"(?<![\w.%+-])[\w.%+-]{{1,64}}@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}"
-    r"(?![\w-]|\.[A-Za-z0-9])"
+_EMAIL_DOMAIN: Final = re.compile(
+    rf"{_LABEL}(?:\.{_LABEL}){{0,16}}\.[A-Za-z]{{2,24}}(?![\w-]|\.[A-Za-z0-9])"
 )
-_PHONE_INTL: Final = re.compile(r"(?<![\w+])\+[0-9][0-9 ().-]{6,22}[0-9](?!\w)")
+_PHONE_INTL: Final = re.compile(r"\+[0-9][0-9 ().-]{6,22}[0-9](?!\w)")
 _PHONE_US: Final = re.compile(
-    r"(?<![\w+.-])(?:1[ .-])?(?:\(([2-9][0-9]{2})\) ?|([2-9][0-9]{2})[ .-])"
-    r"[2-9][0-9]{2}[ .-][0-9]{4}(?![\w]|[.-][0-9])"
+    r"(?:1[ .-])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}"
+    r"(?!\w|[.-][0-9])"
 )
-_CARD: Final = re.compile(r"(?<![\w.-])[0-9](?:[ -]?[0-9]){12,18}(?![\w]|[.-][0-9])")
-_IBAN: Final = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,31}")
-_SSN: Final = re.compile(r"(?<![\w.-])([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?![\w]|[.-][0-9])")
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4: Final = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.[0-9])")
-_IPV6: Final = re.compile(
-    r"(?<![\w:])(?=[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:)[0-9A-Fa-f:]{3,39}+(?![\w:])"
-)
+_CARD: Final = re.compile(r"[0-9](?:[ -]?[0-9]){12,18}(?!\w|[.-][0-9])")
+_IBAN: Final = re.compile(r"[A-Z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,31}")
+_SSN: Final = re.compile(r"([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?!\w|[.-][0-9])")
+_IPV4: Final = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?!\w|\.[0-9])")
+_IPV6: Final = re.compile(r"[0-9A-Fa-f:]{3,39}+(?![\w:])")
 
 
 def _hit(kind: PiiType, start: int, end: int, detail: str) -> Hit:
     return Hit(f"pii.{kind.value}", "pii", start, end, REPLACEMENTS[kind], detail=detail)
 
 
+def _after_token(text: str, position: int, extra: str = "") -> bool:
+    """True when `position` starts a token: the character before is no letter, digit, `_`,
+    nor one of `extra` (a card does not start after `.` or `-`: it would be part of a number)."""
+    if position == 0:
+        return True
+    before = text[position - 1]
+    return not (before.isalnum() or before == "_" or before in extra)
+
+
+def _local(char: str) -> bool:
+    return char.isalnum() or char in _LOCAL_CHARS
+
+
 def find_emails(text: str) -> list[Hit]:
-    if "@" not in text:
-        return []
-    return [_hit(PiiType.EMAIL, m.start(), m.end(), "email address") for m in _EMAIL.finditer(text)]
+    hits = []
+    at = text.find("@")
+    while at >= 0:
+        start = at
+        while start > 0 and at - start < 64 and _local(text[start - 1]):
+            start -= 1
+        local_whole = start == 0 or not _local(text[start - 1])  # more than 64: no address
+        domain = _EMAIL_DOMAIN.match(text, at + 1) if start < at and local_whole else None
+        if domain is not None:
+            hits.append(_hit(PiiType.EMAIL, start, domain.end(), "email address"))
+        at = text.find("@", domain.end() if domain else at + 1)
+    return hits
+
+
+def find_phones_international(text: str) -> list[Hit]:
+    hits = []
+    plus = text.find("+")
+    while plus >= 0:
+        match = _PHONE_INTL.match(text, plus) if _after_token(text, plus, "+") else None
+        end = _trim_phone(match.group()) if match else 0
+        if end:
+            hits.append(_hit(PiiType.PHONE, plus, plus + end, "phone number"))
+        plus = text.find("+", plus + max(end, 1))
+    return hits
 
 
 def find_phones(text: str) -> list[Hit]:
-    hits = []
-    if "+" in text:
-        for m in _PHONE_INTL.finditer(text):
-            end = _trim_phone(m.group())
-            if end:
-                hits.append(_hit(PiiType.PHONE, m.start(), m.start() + end, "phone number"))
-    hits += [
-        _hit(PiiType.PHONE, m.start(), m.end(), "US phone number") for m in _PHONE_US.finditer(text)
-    ]
-    return hits
+    return _dedupe(find_phones_international(text) + _digit_runs(text, (PiiType.PHONE,)))
+
+
+def find_cards(text: str) -> list[Hit]:
+    return _digit_runs(text, (PiiType.CARD,))
+
+
+def find_ssns(text: str) -> list[Hit]:
+    return _digit_runs(text, (PiiType.SSN,))
+
+
+def find_ibans(text: str) -> list[Hit]:
+    return _digit_runs(text, (PiiType.IBAN,))
+
+
+def find_ips(text: str) -> list[Hit]:
+    return _digit_runs(text, (PiiType.IP,)) + find_ipv6(text)
 
 
 def _trim_phone(candidate: str) -> int:
@@ -89,38 +131,67 @@ def _trim_phone(candidate: str) -> int:
     return len(candidate)
 
 
-def find_cards(text: str) -> list[Hit]:
-    hits = []
-    for m in _CARD.finditer(text):
-        raw = m.group()
-        digits = raw.replace(" ", "").replace("-", "")
-        groups = re.split(r"[ -]", raw)
-        # printed cards group as 4-4-4-4, 4-6-5, 4-6-4 or 4-4-4-4-3: no short tail group
-        grouped = len(groups) == 1 or (
-            all(4 <= len(g) <= 6 for g in groups[:-1]) and 3 <= len(groups[-1]) <= 6
-        )
-        if grouped and digits[0] in "23456" and len(set(digits)) > 1 and luhn_valid(digits):
-            hits.append(_hit(PiiType.CARD, m.start(), m.end(), "payment card (Luhn valid)"))
-    return hits
+def _card(text: str, start: int) -> tuple[int, Hit | None]:
+    match = _CARD.match(text, start)
+    if match is None:
+        return start, None
+    raw = match.group()
+    digits = raw.replace(" ", "").replace("-", "")
+    groups = re.split(r"[ -]", raw)
+    # printed cards group as 4-4-4-4, 4-6-5, 4-6-4 or 4-4-4-4-3: no short tail group
+    grouped = len(groups) == 1 or (
+        all(4 <= len(g) <= 6 for g in groups[:-1]) and 3 <= len(groups[-1]) <= 6
+    )
+    if grouped and digits[0] in "23456" and len(set(digits)) > 1 and luhn_valid(digits):
+        return match.end(), _hit(PiiType.CARD, start, match.end(), "payment card (Luhn valid)")
+    return match.end(), None
 
 
-def find_ibans(text: str) -> list[Hit]:
-    hits = []
-    position = 0
-    while (m := _IBAN.search(text, position)) is not None:
-        position = m.start() + 1
-        raw = m.group()
-        length = IBAN_LENGTHS.get(raw[:2].upper())
-        if length is None:
-            continue
-        end = _alnum_prefix_end(raw, length)  # the pattern is greedy; the country says where
-        after = m.start() + end  # the IBAN ends, and it must end at a token boundary
-        if end and not (after < len(text) and text[after].isalnum()):
-            compact = "".join(c for c in raw[:end] if c.isalnum()).upper()
-            if iban_valid(compact):
-                hits.append(_hit(PiiType.IBAN, m.start(), after, "IBAN (mod-97 valid)"))
-                position = after
-    return hits
+def _ssn(text: str, start: int) -> tuple[int, Hit | None]:
+    match = _SSN.match(text, start)
+    if match is None:
+        return start, None
+    if ssn_valid(match.group(1), match.group(3), match.group(4)):
+        return match.end(), _hit(PiiType.SSN, start, match.end(), "US social security number")
+    return match.end(), None
+
+
+def _us_phone(text: str, start: int) -> tuple[int, Hit | None]:
+    if start > 0 and text[start - 1] == "(":
+        start -= 1
+        if not _after_token(text, start, "+.-"):
+            return start, None
+    match = _PHONE_US.match(text, start)
+    if match is None:
+        return start, None
+    return match.end(), _hit(PiiType.PHONE, start, match.end(), "US phone number")
+
+
+def _ipv4(text: str, start: int) -> tuple[int, Hit | None]:
+    match = _IPV4.match(text, start)
+    if match is None:
+        return start, None
+    if all(int(g) <= 255 and (g == "0" or g[0] != "0") for g in match.groups()):
+        return match.end(), _hit(PiiType.IP, start, match.end(), "IPv4 address")
+    return match.end(), None
+
+
+def _iban(text: str, digits_start: int) -> tuple[int, Hit | None]:
+    start = digits_start - 2
+    if start < 0 or not _after_token(text, start):
+        return digits_start, None
+    match = _IBAN.match(text, start)
+    length = IBAN_LENGTHS.get(text[start : start + 2])
+    if match is None or length is None:
+        return digits_start, None
+    raw = match.group()
+    end = _alnum_prefix_end(raw, length)  # the pattern is greedy; the country says where
+    after = start + end  # the IBAN ends, and it must end at a token boundary
+    if end and not (after < len(text) and text[after].isalnum()):
+        compact = "".join(c for c in raw[:end] if c.isalnum()).upper()
+        if iban_valid(compact):
+            return after, _hit(PiiType.IBAN, start, after, "IBAN (mod-97 valid)")
+    return digits_start, None
 
 
 def _alnum_prefix_end(raw: str, count: int) -> int:
@@ -133,26 +204,87 @@ def _alnum_prefix_end(raw: str, count: int) -> int:
     return 0
 
 
-def find_ssns(text: str) -> list[Hit]:
-    return [
-        _hit(PiiType.SSN, m.start(), m.end(), "US social security number")
-        for m in _SSN.finditer(text)
-        if ssn_valid(m.group(1), m.group(3), m.group(4))
-    ]
+# A cheap look at a digit run `text[start:end]` and the character after it (`follow`),
+# enough to skip most runs (years, counts, prices) without trying a pattern.
+def _card_shaped(text: str, start: int, end: int, follow: str) -> bool:
+    return end - start >= 13 or (4 <= end - start <= 6 and follow in (" ", "-"))
 
 
-def find_ips(text: str) -> list[Hit]:
-    hits = [_hit(PiiType.IP, m.start(), m.end(), "IPv4 address") for m in _IPV4.finditer(text)]
-    if "::" in text or text.count(":") >= 7:
-        hits += [
-            _hit(PiiType.IP, m.start(), m.end(), "IPv6 address")
-            for m in _IPV6.finditer(text)
-            if _plausible_ipv6(m.group())
-        ]
+def _ssn_shaped(text: str, start: int, end: int, follow: str) -> bool:
+    return end - start == 3 and follow in (" ", "-")
+
+
+def _phone_shaped(text: str, start: int, end: int, follow: str) -> bool:
+    return (end - start == 3 and follow in (" ", ".", "-", ")")) or (
+        end - start == 1 and follow != ""
+    )
+
+
+def _ipv4_shaped(text: str, start: int, end: int, follow: str) -> bool:
+    return end - start <= 3 and follow == "."
+
+
+def _iban_shaped(text: str, start: int, end: int, follow: str) -> bool:
+    letters = text[start - 2 : start] if start >= 2 else ""  # two capitals before the digits
+    return end - start >= 2 and letters.isascii() and letters.isalpha() and letters.isupper()
+
+
+_Shaped = Callable[[str, int, int, str], bool]
+_Matcher = Callable[[str, int], tuple[int, Hit | None]]
+_AT_DIGITS: Final[dict[PiiType, tuple[_Shaped, _Matcher, str]]] = {
+    # kind: (cheap shape test, matcher tried at the run, characters that may not precede it)
+    PiiType.CARD: (_card_shaped, _card, ".-"),
+    PiiType.SSN: (_ssn_shaped, _ssn, ".-"),
+    PiiType.PHONE: (_phone_shaped, _us_phone, "+.-"),
+    PiiType.IP: (_ipv4_shaped, _ipv4, "."),
+    PiiType.IBAN: (_iban_shaped, _iban, "\x00"),  # _iban checks its own boundary
+}
+_DIGIT_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_RUN_STARTS: Final = re.compile(rb"0(?<!00)0*+")  # on the digits-to-zero shape
+
+
+def _digit_runs(text: str, kinds: tuple[PiiType, ...]) -> list[Hit]:
+    """Cards, SSNs, US phones, IPv4 addresses and IBANs: one pass over the digit runs, each
+    kind tried where a run starts a token (an IBAN: two capitals before it), and not again
+    inside what one of its own matches covered.
+
+    The runs are found in a byte copy where every character is one byte (non-ASCII becomes
+    `?`) and every digit is `0`: a pattern starting with a literal lets the regex engine
+    skip ahead at memchr speed, where `[0-9]` would be tried at every position.
+    """
+    shape = text.encode("ascii", "replace").translate(_DIGIT_TO_ZERO)
+    if b"0" not in shape:
+        return []
+    hits: list[Hit] = []
+    tries = [_AT_DIGITS[kind] for kind in kinds]
+    covered = [0] * len(tries)  # per kind: where its last match ended
+    length = len(text)
+    for run in _RUN_STARTS.finditer(shape):
+        start, end = run.span()
+        follow = text[end] if end < length else ""
+        for index, (shaped, matcher, not_after) in enumerate(tries):
+            if start < covered[index] or not shaped(text, start, end, follow):
+                continue
+            if not_after == "\x00" or _after_token(text, start, not_after):
+                covered[index], hit = matcher(text, start)
+                if hit:
+                    hits.append(hit)
+    return hits
+
+
+def find_ipv6(text: str) -> list[Hit]:
+    if "::" not in text and text.count(":") < 7:
+        return []
+    hits = []
+    for match in _IPV6.finditer(text):
+        if _after_token(text, match.start(), ":") and _plausible_ipv6(match.group()):
+            hits.append(_hit(PiiType.IP, match.start(), match.end(), "IPv6 address"))
     return hits
 
 
 def _plausible_ipv6(candidate: str) -> bool:
+    if candidate.count(":") < 2:
+        return False
     try:
         ipaddress.IPv6Address(candidate)
     except ValueError:
@@ -162,15 +294,7 @@ def _plausible_ipv6(candidate: str) -> bool:
     return len(groups) >= 2 and (any(c.isdigit() for c in candidate) or max(map(len, groups)) >= 3)
 
 
-DETECTORS: Final[dict[PiiType, Callable[[str], list[Hit]]]] = {
-    PiiType.EMAIL: find_emails,
-    PiiType.PHONE: find_phones,
-    PiiType.CARD: find_cards,
-    PiiType.IBAN: find_ibans,
-    PiiType.SSN: find_ssns,
-    PiiType.IP: find_ips,
-    PiiType.SECRET: find_secrets,
-}
+_RUN_KINDS: Final = (PiiType.CARD, PiiType.SSN, PiiType.PHONE, PiiType.IP, PiiType.IBAN)
 
 
 def find_pii(text: str, kinds: tuple[PiiType, ...] = tuple(PiiType)) -> list[Hit]:
@@ -178,8 +302,21 @@ def find_pii(text: str, kinds: tuple[PiiType, ...] = tuple(PiiType)) -> list[Hit
     number, a US phone inside an international one) the one that starts first and is longer
     is kept, so one thing gives one finding."""
     hits: list[Hit] = []
-    for kind in kinds:
-        hits += DETECTORS[kind](text)
+    if PiiType.EMAIL in kinds:
+        hits += find_emails(text)
+    if PiiType.PHONE in kinds:
+        hits += find_phones_international(text)
+    run_kinds = tuple(k for k in _RUN_KINDS if k in kinds)
+    if run_kinds:
+        hits += _digit_runs(text, run_kinds)
+    if PiiType.IP in kinds:
+        hits += find_ipv6(text)
+    if PiiType.SECRET in kinds:
+        hits += find_secrets(text)
+    return _dedupe(hits)
+
+
+def _dedupe(hits: list[Hit]) -> list[Hit]:
     if len(hits) < 2:
         return hits
     hits.sort(key=lambda h: (h.start, -h.end))

@@ -2,11 +2,12 @@
 
 Finds `<script>` elements with their content (an unclosed one runs to the end of the text,
 as a browser would take it), `<iframe>`, `<object>`, `<embed>`, `<frame>`, `<applet>` tags,
-`javascript:` / `vbscript:` URLs (also spelt with spaces or `&#58;`) and `data:` URLs of HTML,
+`javascript:` / `vbscript:` URLs (also split by tabs or newlines, or ending in `&#58;`) and `data:` URLs of HTML,
 SVG or script. Stripping runs to a fixed point, so `<scr<script></script>ipt>` cannot
 reassemble a tag once the inner one is gone.
 
-Every pattern is linear: tag bodies are possessive `[^<>]*+` (stopping at the next `<`), and
+Every pattern starts with a literal character, so the regex engine skips ahead to where a
+match can begin (a look-behind first would be tried at every position), and is linear: tag bodies are possessive `[^<>]*+` (stopping at the next `<`), and
 the end of a script is found by one forward search per opening tag, never by a lazy `.*?`.
 """
 
@@ -22,15 +23,15 @@ _SCRIPT_CLOSE: Final = re.compile(r"<\s*/\s*script\b[^<>]*+>?", re.IGNORECASE)
 _TAG: Final = re.compile(
     r"<\s*/?\s*(?:iframe|object|embed|frame|frameset|applet)\b[^<>]*+>?", re.IGNORECASE
 )
-_SCRIPT_URL: Final = re.compile(
-    r"(?<![\w])(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*"
-    r"(?::|&#0*58;?|&#x0*3a;?|&colon;)[^\s\"'<>]*+",
-    re.IGNORECASE,
-)
-_DATA_URL: Final = re.compile(
-    r"(?<![\w])data\s*:\s*(?:text/html|image/svg\+xml|application/xhtml\+xml|"
-    r"text/javascript|application/javascript)[^\s\"'<>]*+",
-    re.IGNORECASE,
+_ENTITY_COLON: Final = re.compile(r"&#0*58;?|&#[xX]0*3[aA];?|&colon;")
+_URL_BODY: Final = re.compile(r"[^\s\"'<>]*+")
+_SCRIPT_SCHEMES: Final = ("javascript", "vbscript")
+_ACTIVE_DATA: Final = (
+    "text/html",
+    "image/svg+xml",
+    "application/xhtml+xml",
+    "text/javascript",
+    "application/javascript",
 )
 MAX_PASSES: Final = 8
 
@@ -45,15 +46,75 @@ def find_markup(text: str) -> list[Hit]:
             for m in _TAG.finditer(text)
         ]
     if ":" in text or "&" in text:
-        hits += [
-            Hit("markup.script_url", "markup", m.start(), m.end(), detail="script URL")
-            for m in _SCRIPT_URL.finditer(text)
-        ]
-        hits += [
-            Hit("markup.data_url", "markup", m.start(), m.end(), detail="active data URL")
-            for m in _DATA_URL.finditer(text)
-        ]
+        hits += _urls(text)
     return hits
+
+
+def _urls(text: str) -> list[Hit]:
+    """`javascript:` and `vbscript:` URLs (tabs or newlines inside the scheme and an entity
+    colon allowed, as browsers allow them) and active `data:` URLs, found from their colons: a
+    colon is rare, and only those right after a `t` or an `a` are looked at further."""
+    hits = []
+    for colon, after in _colons(text):
+        start, scheme = _scheme_before(text, colon)
+        if scheme in _SCRIPT_SCHEMES:
+            end = _body_end(text, after)
+            hits.append(Hit("markup.script_url", "markup", start, end, detail="script URL"))
+        elif scheme == "data":
+            tail = text[after : after + 32]
+            media = tail.lstrip()
+            if media.lower().startswith(_ACTIVE_DATA):
+                end = _body_end(text, after + len(tail) - len(media))
+                hits.append(Hit("markup.data_url", "markup", start, end, detail="active data URL"))
+    return hits
+
+
+def _body_end(text: str, position: int) -> int:
+    match = _URL_BODY.match(text, position)
+    return match.end() if match else position
+
+
+def _colons(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every `:` and entity-encoded colon."""
+    found = []
+    position = text.find(":")
+    while position >= 0:
+        found.append((position, position + 1))
+        position = text.find(":", position + 1)
+    position = text.find("&")
+    while position >= 0:
+        match = _ENTITY_COLON.match(text, position)
+        if match:
+            found.append((position, match.end()))
+        position = text.find("&", position + 1)
+    return found
+
+
+def _scheme_before(text: str, colon: int) -> tuple[int, str]:
+    """The scheme that ends at `colon` if it is javascript, vbscript or data (letters, with
+    whitespace between them ignored, starting a word), as (start, lower-case scheme)."""
+    letters: list[tuple[int, str]] = []
+    index = colon
+    while index > 0 and len(letters) < 11:
+        char = text[index - 1]
+        index -= 1
+        if char in "\t\n\r" and len(letters) < 10:  # browsers drop these inside a URL
+            continue
+        if not (char.isascii() and char.isalpha()):
+            break
+        if not letters and char not in "tTaA":  # every scheme sought ends in t or a
+            return colon, ""
+        letters.append((index, char.lower()))
+    word = "".join(c for _, c in reversed(letters))
+    for scheme in (*_SCRIPT_SCHEMES, "data"):
+        if word.endswith(scheme):
+            first = len(letters) - len(scheme)
+            start = letters[len(scheme) - 1][0]
+            if first == 0 and (
+                start == 0 or not (text[start - 1].isalnum() or text[start - 1] == "_")
+            ):
+                return start, scheme
+    return colon, ""
 
 
 def _scripts(text: str) -> list[Hit]:

@@ -1,0 +1,112 @@
+"""Rules-only guard cost per request: p50/p99 microseconds for a ~2 KB prompt.
+
+    .venv/bin/python bench/guard_bench.py [--policy policies/default.yaml] [--requests 20000]
+
+Runs `Guard.check_input` on a two-message chat (a system prompt and a ~2 KB user prompt of
+ordinary prose with a little code, an email and a URL), and `Guard.check_output` on a ~2 KB
+answer, each many times after a warm-up, timing every call with perf_counter_ns; also the
+cost of a clean ASCII prompt and of a non-ASCII one (the Unicode folding path). The aim is
+< 200 us at p99 for the 2 KB prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitor.guard import Guard, load_policy  # noqa: E402
+
+PROSE = (
+    "I'm migrating a small Flask service to FastAPI and I'd like a second opinion on the "
+    "structure. The service reads orders from Postgres, enriches them with prices from an "
+    "internal API, and writes a summary that our finance team downloads every morning. "
+    "Right now everything lives in one 900-line module, the database session is a global, "
+    "and the tests patch half the world. Could you suggest a layout with routers, a service "
+    "layer and a repository, and explain how to pass the session through dependencies? "
+)
+CODE = (
+    "\n```python\n@app.get('/orders/{order_id}')\ndef get_order(order_id: int):\n"
+    "    row = db.execute('select * from orders where id = %s', (order_id,)).fetchone()\n"
+    "    return {'id': row[0], 'total': float(row[3])}\n```\n"
+)
+CONTACT = "If it helps, my colleague (jane.doe@example.com) wrote the original; docs at https://docs.example.com/orders.\n"
+
+
+def prompt_of(size: int, extra: str = "") -> str:
+    text = PROSE + CODE + CONTACT + extra
+    while len(text) < size:
+        text += PROSE
+    return text[:size]
+
+
+def measure(call: Callable[[], Any], requests: int) -> list[float]:
+    for _ in range(min(2000, requests)):
+        call()
+    gc.collect()
+    gc.disable()
+    timings = []
+    try:
+        for _ in range(requests):
+            started = time.perf_counter_ns()
+            call()
+            timings.append((time.perf_counter_ns() - started) / 1000)
+    finally:
+        gc.enable()
+    return timings
+
+
+def line(name: str, timings: list[float]) -> str:
+    ordered = sorted(timings)
+    p = statistics.quantiles(ordered, n=100)
+    return (
+        f"{name:<44} p50 {p[49]:7.1f} us   p90 {p[89]:7.1f} us   p99 {p[98]:7.1f} us   "
+        f"max {ordered[-1]:8.1f} us"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", default="policies/default.yaml")
+    parser.add_argument("--requests", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    guard = Guard(load_policy(args.policy))
+    prompt = prompt_of(2048)
+    system = {"role": "system", "content": "You are a careful senior Python reviewer."}
+    chat = [system, {"role": "user", "content": prompt}]
+    unicode_chat = [system, {"role": "user", "content": prompt_of(2048, "Grüße, naïve café ☕ ")}]
+    answer = prompt_of(2048)
+    print(f"policy {args.policy}; prompt {len(prompt)} chars; {args.requests} requests each")
+    print(
+        line(
+            "check_input, 2 KB ASCII prompt",
+            measure(lambda: guard.check_input(chat), args.requests),
+        )
+    )
+    print(
+        line(
+            "check_input, 2 KB prompt with non-ASCII",
+            measure(lambda: guard.check_input(unicode_chat), args.requests),
+        )
+    )
+    print(
+        line(
+            "check_output, 2 KB answer", measure(lambda: guard.check_output(answer), args.requests)
+        )
+    )
+    verdict = guard.check_input(chat)
+    print(
+        f"verdict on the 2 KB prompt: {verdict.action.value}, {[f.rule for f in verdict.findings]}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
