@@ -14,15 +14,11 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from monitor.guard import Guard, load_policy  # noqa: E402
+from monitor.guard import Guard, load_policy
 
 PROSE = (
     "I'm migrating a small Flask service to FastAPI and I'd like a second opinion on the "
