@@ -8,6 +8,7 @@
 #
 # Recording is on in both project targets: every request is stored (SQLite file; Postgres
 # database gm_bench, recreated each run, on MONITOR_BENCH_POSTGRES or the local server).
+# Rate limiting is off: the harness sends everything with one key, far past 100/hour.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=${GEMMA_MONITOR_BENCH_DIR:-$ROOT/../shared/bench}
@@ -28,7 +29,7 @@ with engine.connect() as conn:
 PY
 
 serve() {  # spool-dir database-url: the start command the harness runs for one target
-  echo "cd $WORK && MONITOR_SPOOL_DIR=$1 exec $ROOT/.venv/bin/gemma-monitor serve --host 127.0.0.1 --port {port} --backend {backend_url} --migrate --database-url $2"
+  echo "cd $WORK && MONITOR_RATE_LIMIT=off MONITOR_SPOOL_DIR=$1 exec $ROOT/.venv/bin/gemma-monitor serve --host 127.0.0.1 --port {port} --backend {backend_url} --migrate --database-url $2"
 }
 targets=(--target direct --target nginx)
 [ "${WITH_LITELLM:-0}" = 1 ] && targets+=(--target litellm)

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
+from monitor.admin import admin_router
 from monitor.config import Settings
 from monitor.metrics import Metrics
 from monitor.ops import ops_router
+from monitor.proxy.admission import Admission, build_limiter
 from monitor.proxy.backend import BackendClient
 from monitor.proxy.exchange import Receive, Scope, Send
 from monitor.proxy.handler import GENERATION_ROUTES, ProxyHandler
@@ -39,6 +41,7 @@ class Services:
     recorder: Recorder
     metrics: Metrics
     handler: ProxyHandler
+    admission: Admission
 
 
 class MonitorApp:
@@ -68,14 +71,15 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     metrics.track_recorder(recorder)
     backend = BackendClient(settings)
+    admission = Admission(settings, build_limiter(settings))
 
     def submit(record: RequestRecord) -> None:
         metrics.observe(record)
         recorder.submit(record)
 
-    handler = ProxyHandler(settings, backend, submit)
+    handler = ProxyHandler(settings, backend, admission, submit)
     metrics.track_inflight(lambda: handler.inflight)
-    return Services(settings, backend, recorder, metrics, handler)
+    return Services(settings, backend, recorder, metrics, handler, admission)
 
 
 def create_app(settings: Settings) -> MonitorApp:
@@ -95,6 +99,8 @@ def create_app(settings: Settings) -> MonitorApp:
     api = FastAPI(title="Gemma Monitor", lifespan=lifespan, docs_url=None, redoc_url=None)
     api.include_router(ops_router(services.backend, services.recorder, services.metrics, settings))
     api.include_router(listing_router(services.backend, settings.backend_protocol))
+    if settings.admin_token is not None:
+        api.include_router(admin_router(settings.admin_token, services.admission))
     return MonitorApp(services, api)
 
 
@@ -108,4 +114,6 @@ async def _drain(services: Services) -> None:
         except TimeoutError:
             log.warning("%d requests still running after the drain timeout", handler.inflight)
     await services.backend.close()
+    if services.admission.limiter is not None:
+        await services.admission.limiter.aclose()
     await services.recorder.stop()

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from monitor.proxy.ratelimit import RateLimit
 
 DEFAULT_CONFIG_FILE = "monitor.yaml"
+RATE_LIMIT_OFF = frozenset({"off", "none", "0", "false", "disabled"})
 
 
 class SettingsError(Exception):
@@ -56,6 +64,77 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Client API keys (comma-separated in MONITOR_API_KEYS). When set, a request "
+        "without one of them gets 401.",
+    )
+    user_header: str | None = Field(
+        None,
+        description="Header naming the end user (e.g. x-user-id): the principal when the "
+        "request carries no API key.",
+    )
+    rate_limit: str = Field(
+        "100/hour",
+        description="Requests per principal per sliding window, e.g. 100/hour, 10/minute; "
+        "'off' disables rate limiting.",
+    )
+    token_budget: str | None = Field(
+        None, description="Optional tokens per principal per window, e.g. 100000/hour."
+    )
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-principal request limits, by principal id (sha256 of the key, 16 hex).",
+    )
+    redis_url: str | None = Field(
+        None, description="Redis for rate-limit windows shared by replicas; in memory without it."
+    )
+    rate_limit_fail_open: bool = Field(
+        True, description="When Redis is unreachable: allow (true) or refuse (false) requests."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /admin/*; the admin API is off without it."
+    )
+
+    @field_validator(
+        "admin_token", "token_budget", "redis_url", "user_header", "backend_api_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `MONITOR_X=` (as compose writes an unset ${VAR:-}) means "not set", not "empty"
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("rate_limit", "token_budget")
+    @classmethod
+    def _check_limit(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in RATE_LIMIT_OFF:
+            RateLimit.parse(value)  # raises ValueError naming the string
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for limit in value.values():
+            RateLimit.parse(limit)
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _no_weak_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (generate one: openssl rand -hex 24)")
+        return value
+
+    @property
+    def rate_limit_enabled(self) -> bool:
+        return self.rate_limit.strip().lower() not in RATE_LIMIT_OFF
 
     # storage
     database_url: str = Field(

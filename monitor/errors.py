@@ -4,6 +4,10 @@
     ├── RequestInvalid          400 VALIDATION_ERROR: malformed JSON, invalid UTF-8, wrong types,
     │                           missing fields
     │   └── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
+    ├── Unauthorized            401 UNAUTHORIZED: API keys are required and none (or a wrong
+    │                           one) was given
+    ├── RateLimited             429 RATE_LIMIT_EXCEEDED: the principal is over its window;
+    │                           carries Retry-After and X-RateLimit-* headers
     ├── BackendFailed           502 GENERATION_ERROR: backend refused the connection, reset it,
     │                           answered 5xx or something that is not its protocol
     │   └── BackendTimeout      504 GENERATION_ERROR: no byte from the backend within the timeout
@@ -30,6 +34,7 @@ class ProxyError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers: list[tuple[bytes, bytes]] = []  # sent with the error response
 
 
 class RequestInvalid(ProxyError):
@@ -65,3 +70,17 @@ class InternalError(ProxyError):
     status = 500
     outcome = "backend_error"
     error_type = "server_error"
+
+
+class Unauthorized(ProxyError):
+    code = "UNAUTHORIZED"
+    status = 401
+    outcome = "invalid"
+    error_type = "authentication_error"
+
+
+class RateLimited(ProxyError):
+    code = "RATE_LIMIT_EXCEEDED"
+    status = 429
+    outcome = "rate_limited"
+    error_type = "rate_limit_error"

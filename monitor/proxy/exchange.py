@@ -36,6 +36,7 @@ class Exchange:
     __slots__ = (
         "_watcher",
         "disconnected",
+        "extra_headers",
         "finished",
         "receive",
         "request_id",
@@ -54,6 +55,7 @@ class Exchange:
         self.finished = False
         self.disconnected = False
         self.status = 0
+        self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. rate-limit headers
         self._watcher: asyncio.Task[None] | None = None
 
     async def read_body(self, limit: int) -> bytes:
@@ -109,6 +111,7 @@ class Exchange:
         self.started = True
         self.status = status
         headers.append((b"x-request-id", self.request_id.encode()))
+        headers.extend(self.extra_headers)
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, more: bool) -> None:

@@ -19,8 +19,10 @@ import orjson
 from monitor.config import Settings
 from monitor.errors import BackendFailed, InternalError, ProxyError
 from monitor.proxy import protocols
+from monitor.proxy.admission import Admission
 from monitor.proxy.backend import BackendClient, iter_body, request_headers, response_headers
-from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send, header
+from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
+from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
 from monitor.proxy.upstream import UpstreamError, UpstreamResponse
@@ -39,14 +41,6 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def principal_of(scope: Scope) -> str | None:
-    """sha256 of the client's API key, 16 hex chars; never the key itself."""
-    auth = header(scope, b"authorization")
-    if auth and auth[:7].lower() == b"bearer " and len(auth) > 7:
-        return hashlib.sha256(auth[7:].strip()).hexdigest()[:16]
-    return None
-
-
 class ProxyHandler:
     """Handles one generation request from start to record."""
 
@@ -54,10 +48,12 @@ class ProxyHandler:
         self,
         settings: Settings,
         backend: BackendClient,
+        admission: Admission,
         submit: Callable[[RequestRecord], None],
     ) -> None:
         self.settings = settings
         self.backend = backend
+        self.admission = admission
         self.submit = submit
         self.inflight = 0
         self.idle = asyncio.Event()
@@ -73,7 +69,6 @@ class ProxyHandler:
             route=route,
             protocol=protocol,
             backend=self.settings.backend_label,
-            principal=principal_of(scope),
         )
         self.inflight += 1
         self.idle.clear()
@@ -114,6 +109,9 @@ class ProxyHandler:
         route: str,
         protocol: str,
     ) -> None:
+        record.principal, decision = await self.admission.admit(exchange.scope)
+        if decision is not None:
+            exchange.extra_headers = rate_limit_headers(decision)
         body = await exchange.read_body(self.settings.max_body_bytes)
         payload = protocols.parse_json_object(body)
         info = protocols.inspect_request(route, payload)
@@ -144,6 +142,9 @@ class ProxyHandler:
                 upstream.close()  # unread or aborted: the upstream request must end now
             # what was measured counts, also for streams cut short by either side
             self._finish_record(record, relay, timer)
+        await self.admission.charge(
+            record.principal, (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        )
 
     async def _relay_whole(
         self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay
@@ -205,7 +206,7 @@ class ProxyHandler:
         try:
             await exchange.whole(
                 error.status,
-                list(_JSON),
+                [*_JSON, *error.headers],
                 protocols.error_body(protocol, error, exchange.request_id),
             )
         except ClientGone:
