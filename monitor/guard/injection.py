@@ -127,7 +127,7 @@ PATTERNS: Final = (
     _p(
         "turn_markers", 0.7, ("<", "[inst]", "[/inst]", "##"),
         r"<\|?(?:im_start|im_end|system|endoftext)\|?>|<start_of_turn>|<end_of_turn>|"
-        r"\[/?inst\]|<<sys>>|#{2,}[ \t]*(?:system|instructions?)[ \t]*:",
+        r"\[/?inst\]|<<sys>>|##[ \t]*(?:system|instructions?)[ \t]*:",
         words=False,
     ),
     _p(

@@ -1,0 +1,147 @@
+"""Policy files: the shipped ones load, and a bad one names its file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.guard.checks import Harm, ShieldGemmaCheck
+from monitor.guard.loader import PolicyError, load_policies, load_policy, parse_policy
+from monitor.guard.policy import StreamMode
+
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
+
+
+def error_of(tmp_path: Path, text: str, name: str = "strict.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    return str(caught.value)
+
+
+def test_shipped_policies_load() -> None:
+    policies = load_policies(POLICIES)
+    assert set(policies) == {"default", "strict", "shieldgemma"}
+    assert all(p.model_checks() == [] for n, p in policies.items() if n != "shieldgemma")
+    default = policies["default"]
+    assert [c.type for c in default.input.checks][:2] == ["validation", "length"]
+    assert default.output.streaming.mode is StreamMode.INCREMENTAL
+
+
+def test_shieldgemma_checks_are_declared_with_harms_and_thresholds() -> None:
+    policy = load_policy(POLICIES / "shieldgemma.yaml")
+    stages = policy.model_checks()
+    assert [stage for stage, _ in stages] == ["input", "output"]
+    check = stages[0][1]
+    assert isinstance(check, ShieldGemmaCheck)
+    assert check.thresholds() == {
+        Harm.DANGEROUS_CONTENT: 0.5,
+        Harm.HARASSMENT: 0.5,
+        Harm.HATE_SPEECH: 0.5,
+        Harm.SEXUALLY_EXPLICIT: 0.4,
+    }
+    assert check.on_error == "allow"
+    output = stages[1][1]
+    assert {h.harm for h in output.harms} == set(Harm)  # titles like "Hate Speech" accepted
+    assert Harm.SEXUALLY_EXPLICIT.display_name == "Sexually Explicit Information"
+
+
+def test_defaults_fill_in() -> None:
+    policy = parse_policy("input:\n  checks:\n    - type: length\n", default_name="p")
+    assert policy.name == "p"
+    length = policy.input.checks[0]
+    assert length.type == "length" and length.max_chars == 8192 and length.action == "block"
+    assert policy.output.streaming.mode is StreamMode.BUFFERED
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "input:\n  checks:\n    - type: pii\n    - type: length\n    - type: injection\n"
+            "      threshold: 3\n",
+            "strict.yaml: input.checks[2].threshold: Input should be less than or equal to 1",
+        ),
+        (
+            "input:\n  checks:\n    - type: bogus\n",
+            "strict.yaml: input.checks[0]: Input tag 'bogus'",
+        ),
+        (
+            "input:\n  checks:\n    - {type: pii, acton: block}\n",
+            "strict.yaml: input.checks[0].acton: Extra inputs",
+        ),
+        (
+            "input:\n  checks:\n    - {type: pii, action: truncate}\n",
+            "strict.yaml: input.checks[0].action: Input should be",
+        ),
+        (
+            "output:\n  checks:\n    - type: validation\n",
+            "strict.yaml: output.checks[0]: Input tag 'validation'",
+        ),
+        (
+            "output:\n  checks:\n    - {type: pii, roles: [user]}\n",
+            "strict.yaml: output.checks[0].roles: only input",
+        ),
+        (
+            "input:\n  checks: [{type: pii}, {type: pii}]\n",
+            "strict.yaml: input.checks[1].id: the same id 'pii'",
+        ),
+        (
+            "input:\n  checks:\n    - {type: denylist, terms: [a, ' ']}\n",
+            "strict.yaml: input.checks[0].terms[1]: blank term",
+        ),
+        (
+            "input:\n  checks:\n    - {type: denylist, terms: []}\n",
+            "strict.yaml: input.checks[0].terms: List should have at least 1",
+        ),
+        (
+            "input:\n  checks:\n    - type: shieldgemma\n      harms: [{harm: violence}]\n",
+            "strict.yaml: input.checks[0].harms[0].harm: Input should be",
+        ),
+        (
+            "input:\n  checks:\n    - type: shieldgemma\n      harms: [{harm: harassment}, {harm: Harassment}]\n",
+            "strict.yaml: input.checks[0].harms[1].harm: harassment is listed twice",
+        ),
+        (
+            "input:\n  checks:\n    - type: shieldgemma\n      harms: [{harm: harassment}]\n      on_error: maybe\n",
+            "strict.yaml: input.checks[0].on_error: Input should be 'block' or 'allow'",
+        ),
+        (
+            "output:\n  streaming: {mode: sometimes}\n",
+            "strict.yaml: output.streaming.mode: Input should be",
+        ),
+        (
+            "output:\n  streaming: {every_chars: 0}\n",
+            "strict.yaml: output.streaming.every_chars: Input should be greater",
+        ),
+        ("inptu: {}\n", "strict.yaml: inptu: Extra inputs are not permitted"),
+        ("version: 2\n", "strict.yaml: version: Input should be 1"),
+        ("- a\n- b\n", "strict.yaml: a policy is a mapping"),
+        ("input:\n  checks: [\n", "strict.yaml: line 3, column 1: not valid YAML"),
+    ],
+)
+def test_errors_name_the_file_and_the_field(tmp_path: Path, text: str, message: str) -> None:
+    error = error_of(tmp_path, text)
+    assert error.startswith(str(tmp_path / "strict.yaml"))
+    assert message.split(": ", 1)[1] in error, error
+
+
+def test_missing_file_and_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="no such file"):
+        load_policy(tmp_path / "nope.yaml")
+    with pytest.raises(PolicyError, match="no policy files"):
+        load_policies(tmp_path)
+
+
+def test_duplicate_names_in_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("name: same\n")
+    (tmp_path / "b.yml").write_text("name: same\n")
+    with pytest.raises(PolicyError, match=r"b\.yml: name: 'same' is already the name of"):
+        load_policies(tmp_path)
+
+
+def test_an_empty_file_is_an_empty_policy(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_policy(tmp_path / "empty.yaml").input.checks == []
