@@ -148,6 +148,11 @@ class InjectionScore:
     hits: tuple[Hit, ...]
 
 
+# per pattern, each start word as the bytes key of the word set (None: not a word, use `in`)
+_GATES: Final = tuple(
+    (p, tuple(w.encode() if w.isalnum() else None for w in p.starts)) for p in PATTERNS
+)
+_START_KEYS: Final = frozenset(k for _, keys in _GATES for k in keys if k is not None)
 _WORD_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _NON_WORD_TO_SPACE: Final = bytes(c if c in _WORD_CHARS else 32 for c in range(256))
 
@@ -161,16 +166,15 @@ def score_injection(text: str) -> InjectionScore:
     """
     folded = fold(text)
     low = folded.text
-    words = set(low.encode("ascii", "replace").translate(_NON_WORD_TO_SPACE).split())
+    words = _START_KEYS.intersection(
+        low.encode("ascii", "replace").translate(_NON_WORD_TO_SPACE).split()
+    )
     positions: dict[str, list[int]] = {}
     found: dict[str, re.Match[str]] = {}
-    for pattern in PATTERNS:
+    for pattern, keys in _GATES:
         best: re.Match[str] | None = None
-        for start in pattern.starts:
-            if start.isalnum():
-                if start.encode() not in words:
-                    continue
-            elif start not in low:
+        for start, key in zip(pattern.starts, keys, strict=True):
+            if (key not in words) if key is not None else (start not in low):
                 continue
             if start not in positions:
                 positions[start] = word_starts(low, start) if pattern.words else _all(low, start)
