@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/recorder_bench.py                 # Postgres and SQLite, 50,000 records
     .venv/bin/python bench/recorder_bench.py --records 200000 --only postgres
+    .venv/bin/python bench/recorder_bench.py --verdicts      # each record with one guard verdict
 
 Postgres: MONITOR_TEST_POSTGRES_URL (default: local, trust auth), in a throwaway schema.
 SQLite: a file in a temporary directory. The target is >= 5,000 records/s into Postgres.
@@ -24,17 +25,28 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from monitor.guard.verdict import Action, Finding, Stage, Verdict
 from monitor.record import RequestRecord
 from monitor.store import migrate
 from monitor.store.engine import make_engine
-from monitor.store.models import requests_table
+from monitor.store.models import guard_verdicts_table, requests_table
 from monitor.store.recorder import Recorder
 from monitor.store.spool import Spool
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def records(count: int) -> Iterator[RequestRecord]:
+# An input verdict as the default policy leaves it on a prompt with an email address in it.
+VERDICT = Verdict(
+    stage=Stage.INPUT,
+    policy="default",
+    action=Action.REDACT,
+    findings=(Finding("pii.email", "pii", Action.REDACT, "pii", "messages[1].content", (10, 27)),),
+    latency_us=85,
+).as_dict()
+
+
+def records(count: int, *, with_verdict: bool = False) -> Iterator[RequestRecord]:
     start = datetime.now(UTC)
     run = uuid.uuid4().hex[:8]
     for i in range(count):
@@ -61,6 +73,7 @@ def records(count: int) -> Iterator[RequestRecord]:
             prompt_hash="a" * 64,
             response_hash="b" * 64,
             extra={"policy": "default"},
+            verdicts=[VERDICT] if with_verdict else [],
         )
 
 
@@ -86,7 +99,9 @@ def sqlite_url() -> Iterator[str]:
         yield f"sqlite:///{Path(directory) / 'bench.db'}"
 
 
-async def run(url: str, count: int, batch_size: int, queue_size: int) -> tuple[float, int]:
+async def run(
+    url: str, count: int, batch_size: int, queue_size: int, *, with_verdicts: bool
+) -> tuple[float, int, int]:
     migrate.upgrade(url)
     engine = make_engine(url)
     with tempfile.TemporaryDirectory() as spool_dir:
@@ -99,7 +114,7 @@ async def run(url: str, count: int, batch_size: int, queue_size: int) -> tuple[f
             retry_interval_s=2.0,
         )
         await recorder.start()
-        pending = list(records(count))
+        pending = list(records(count, with_verdict=with_verdicts))
         started = time.perf_counter()
         for i, record in enumerate(pending, 1):
             recorder.submit(record)
@@ -110,10 +125,13 @@ async def run(url: str, count: int, batch_size: int, queue_size: int) -> tuple[f
         elapsed = time.perf_counter() - started
         with engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(requests_table)).scalar_one()
+            verdicts = conn.execute(
+                select(func.count()).select_from(guard_verdicts_table)
+            ).scalar_one()
         if recorder.records_spooled_total:
             print(f"  note: {recorder.records_spooled_total} records went through the spool")
     engine.dispose()
-    return elapsed, int(stored)
+    return elapsed, int(stored), int(verdicts)
 
 
 def main() -> int:
@@ -127,6 +145,9 @@ def main() -> int:
         "database path alone (a smaller queue spills the excess through the spool)",
     )
     parser.add_argument("--only", choices=["postgres", "sqlite"])
+    parser.add_argument(
+        "--verdicts", action="store_true", help="give each record one guard verdict"
+    )
     args = parser.parse_args()
 
     targets = {"postgres": postgres_url, "sqlite": sqlite_url}
@@ -135,14 +156,21 @@ def main() -> int:
             continue
         with make_url_for() as url:
             queue_size = args.queue_size or args.records
-            elapsed, stored = asyncio.run(run(url, args.records, args.batch_size, queue_size))
+            elapsed, stored, verdicts = asyncio.run(
+                run(url, args.records, args.batch_size, queue_size, with_verdicts=args.verdicts)
+            )
         rate = args.records / elapsed
         print(
             f"{name:8s} {args.records:>8,d} records in {elapsed:6.2f} s = {rate:>9,.0f} records/s"
-            f"  (stored {stored:,d})"
+            f"  (stored {stored:,d}, verdicts {verdicts:,d})"
         )
-        if stored != args.records:
-            print(f"  ERROR: expected {args.records:,d} stored records", file=sys.stderr)
+        expected_verdicts = args.records if args.verdicts else 0
+        if stored != args.records or verdicts != expected_verdicts:
+            print(
+                f"  ERROR: expected {args.records:,d} stored records"
+                f" and {expected_verdicts:,d} verdicts",
+                file=sys.stderr,
+            )
             return 1
     return 0
 

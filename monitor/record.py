@@ -52,9 +52,12 @@ class RequestRecord:
     prompt_text: str | None = None
     response_text: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # One `Verdict.as_dict()` per guard stage that ran. Not a column of `requests`: the store
+    # writes them to `guard_verdicts`, in the same transaction as the request.
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_row(self) -> dict[str, Any]:
-        """A flat dict with one key per column of the `requests` table."""
+        """A flat dict: one key per column of the `requests` table, and `verdicts`."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod

@@ -4,12 +4,18 @@ Every write is `INSERT ... ON CONFLICT (id) DO NOTHING`: a batch that reached th
 whose acknowledgement was lost (connection cut at commit) is spooled and replayed, and the
 replay then adds only what is missing. Each record is stored exactly once.
 
+A record's guard verdicts (`row["verdicts"]`) go to `guard_verdicts` in the same transaction,
+for the requests that insert reported as new (`RETURNING id`) and for no other: a request
+already stored has its verdicts stored with it, so a replay adds none. A batch without verdicts
+(the common case) skips all of that and costs what it did before there were verdicts.
+
 Errors fall in two kinds. A *row error* (a value the schema refuses: too long, NULL where it
 may not be, not serializable) will fail again on every retry, so the row is set aside. Anything
 else (connection refused or dropped, timeouts, a missing table, locks) is an *outage*: the rows
 are kept and retried later.
 
-Also here: turning records into rows fast, and rows read back from the spool into full rows.
+Also here: turning records into rows fast, rows read back from the spool into full rows, and a
+record's verdicts into `guard_verdicts` rows.
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ import dataclasses
 import operator
 from typing import Any, Final
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from monitor.record import RequestRecord
-from monitor.store.models import requests_table
+from monitor.store.models import guard_verdicts_table, requests_table
 
 Row = dict[str, Any]
 
@@ -48,7 +54,13 @@ def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
         return
     statement = insert_statement(engine.dialect.name)
     with engine.begin() as conn:
-        conn.execute(statement, rows)
+        if not _any_verdicts(rows):
+            conn.execute(statement, rows)  # the `verdicts` key, if any, is ignored
+            return
+        inserted = set(conn.execute(statement.returning(requests_table.c.id), rows).scalars())
+        verdicts = verdict_rows(rows, inserted)
+        if verdicts:
+            conn.execute(_INSERT_VERDICT, verdicts)
 
 
 _COLUMNS: Final = tuple(column.name for column in requests_table.columns)
@@ -63,6 +75,11 @@ _MERGE: Final = (
     f"INSERT INTO requests ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
     "ON CONFLICT (id) DO NOTHING"
 )
+_MERGE_RETURNING: Final = f"{_MERGE} RETURNING id"
+_VERDICT_COLUMNS: Final = tuple(c.name for c in guard_verdicts_table.columns if c.name != "id")
+_JSON_VERDICT_COLUMNS: Final = ("findings", "skipped")
+_COPY_VERDICTS: Final = f"COPY guard_verdicts ({', '.join(_VERDICT_COLUMNS)}) FROM STDIN"
+_INSERT_VERDICT: Final = insert(guard_verdicts_table)
 
 
 def _copy_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
@@ -78,6 +95,7 @@ def _copy_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
     with engine.begin() as conn:
         raw: Any = conn.connection.driver_connection
+        statement = _COPY
         try:
             with raw.cursor() as cursor:
                 cursor.execute(_CREATE_STAGING)
@@ -88,9 +106,24 @@ def _copy_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
                         if extra is not None:
                             values[_EXTRA_INDEX] = Jsonb(extra)
                         copy.write_row(values)
-                cursor.execute(_MERGE)
+                if not _any_verdicts(rows):
+                    statement = _MERGE
+                    cursor.execute(_MERGE)
+                    return
+                statement = _MERGE_RETURNING
+                cursor.execute(_MERGE_RETURNING)
+                verdicts = verdict_rows(rows, {request_id for (request_id,) in cursor})
+                if not verdicts:
+                    return
+                # The requests are new, so are their verdicts: straight into the table.
+                statement = _COPY_VERDICTS
+                with cursor.copy(_COPY_VERDICTS) as copy:
+                    for verdict in verdicts:
+                        for name in _JSON_VERDICT_COLUMNS:
+                            verdict[name] = Jsonb(verdict[name])
+                        copy.write_row([verdict[name] for name in _VERDICT_COLUMNS])
         except psycopg.Error as exc:
-            raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
+            raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 _EXTRA_INDEX: Final = _COLUMNS.index("extra")
@@ -137,6 +170,57 @@ _get_fields: Final = operator.attrgetter(*_FIELDS)
 def record_row(record: RequestRecord) -> Row:
     """`record.to_row()`, without looking the fields up again for every record (hot path)."""
     return dict(zip(_FIELDS, _get_fields(record), strict=True))
+
+
+def verdict_rows(rows: list[Row], inserted: set[str]) -> list[Row]:
+    """The `guard_verdicts` rows of the request rows whose id is in `inserted`.
+
+    A request id found twice in `rows` was inserted once: only its first row's verdicts are
+    taken. A verdict that is not a `Verdict.as_dict()` raises a `StatementError`, which
+    `is_row_error` takes for a row error: its record is set aside, not retried forever.
+    """
+    pending = set(inserted)
+    out: list[Row] = []
+    for row in rows:
+        verdicts = row.get("verdicts")
+        if not verdicts or row.get("id") not in pending:
+            continue
+        pending.discard(row["id"])
+        try:
+            out.extend(_verdict_row(row["id"], row.get("ts"), verdict) for verdict in verdicts)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise StatementError(
+                f"request {row['id']!r}: not a guard verdict ({exc})", None, None, exc
+            ) from exc
+    return out
+
+
+def _verdict_row(request_id: str, ts: Any, verdict: dict[str, Any]) -> Row:
+    action = verdict.get("action")
+    findings = verdict.get("findings") or []
+    # The deciding finding, as `Verdict.reason`: the first one whose action is the verdict's.
+    deciding = None
+    if action != "allow":
+        deciding = next((f for f in findings if f.get("action") == action), None)
+    scores = [f["score"] for f in findings if f.get("score") is not None]
+    return {
+        "request_id": request_id,
+        "ts": ts,
+        "stage": verdict.get("stage"),
+        "policy": verdict.get("policy"),
+        "action": action,
+        "category": deciding.get("category") if deciding else None,
+        "rule": deciding.get("rule") if deciding else None,
+        "score": max(scores) if scores else None,
+        "classifier": verdict.get("classifier"),
+        "latency_us": verdict.get("latency_us"),
+        "findings": list(findings),
+        "skipped": list(verdict.get("skipped") or []),
+    }
+
+
+def _any_verdicts(rows: list[Row]) -> bool:
+    return any(row.get("verdicts") for row in rows)
 
 
 def normalize_rows(rows: list[Row]) -> tuple[list[Row], list[tuple[Row, str]]]:

@@ -12,9 +12,11 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -110,4 +112,41 @@ class RequestRow(Base):
     )
 
 
+# 64-bit ids on Postgres, where several verdicts per request would exhaust 32 bits in months;
+# on SQLite only an INTEGER primary key is the autoincrementing rowid (and it is 64-bit).
+BigIntegerId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class GuardVerdictRow(Base):
+    """One guard verdict of one stored request: a `Verdict.as_dict()`, with the fields the
+    dashboard filters on (the deciding finding's category and rule, the highest score) pulled
+    out of `findings` into columns."""
+
+    __tablename__ = "guard_verdicts"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("requests.id", ondelete="CASCADE"), nullable=False
+    )
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)  # the request's
+    stage: Mapped[str] = mapped_column(String(16), nullable=False)
+    policy: Mapped[str] = mapped_column(String(), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    category: Mapped[str | None] = mapped_column(String())  # of the deciding finding
+    rule: Mapped[str | None] = mapped_column(String())  # of the deciding finding
+    score: Mapped[float | None] = mapped_column(Float())  # the highest among the findings
+    classifier: Mapped[str] = mapped_column(String(), nullable=False)
+    latency_us: Mapped[int] = mapped_column(Integer(), nullable=False)
+    # `Finding.as_dict()` each: where a match was, never the matched text.
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False)
+    skipped: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+
+    __table_args__ = (
+        Index("ix_guard_verdicts_request_id", "request_id"),
+        Index("ix_guard_verdicts_ts", "ts"),
+        Index("ix_guard_verdicts_action_ts", "action", "ts"),
+    )
+
+
 requests_table: Table = Base.metadata.tables["requests"]
+guard_verdicts_table: Table = Base.metadata.tables["guard_verdicts"]

@@ -1,8 +1,9 @@
-"""The read side of the request table, for the admin API, the dashboard, reports and tests.
+"""The read side of the request and verdict tables, for the admin API, the dashboard, reports
+and tests.
 
 Plain functions over an `Engine`: each opens its own short connection. Filters are keyword
-arguments with the same meaning everywhere: `outcome`, `model`, `principal`, `backend`, and a
-half-open time range `since <= ts < until` (aware datetimes).
+arguments with the same meaning everywhere: `outcome`, `model`, `principal`, `backend`,
+`action`, `stage`, and a half-open time range `since <= ts < until` (aware datetimes).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from monitor.record import RequestRecord
-from monitor.store.models import requests_table
+from monitor.store.models import guard_verdicts_table, requests_table
 
 _t = requests_table.c
+_v = guard_verdicts_table.c
 
 
 def count_requests(
@@ -73,21 +75,81 @@ def recent_requests(
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [_record(row) for row in conn.execute(query).mappings()]
+        records = [_record(row) for row in conn.execute(query).mappings()]
+        _attach_verdicts(conn, records)
+    return records
 
 
 def get_request(engine: Engine, request_id: str) -> RequestRecord | None:
-    """The stored request with this id, or None."""
+    """The stored request with this id, with its verdicts, or None."""
     query = select(requests_table).where(_t.id == request_id)
     with engine.connect() as conn:
         row = conn.execute(query).mappings().first()
-    return _record(row) if row is not None else None
+        if row is None:
+            return None
+        record = _record(row)
+        _attach_verdicts(conn, [record])
+    return record
 
 
 def request_ids(engine: Engine) -> set[str]:
     """Every stored request id (for tests and consistency checks on small tables)."""
     with engine.connect() as conn:
         return set(conn.execute(select(_t.id)).scalars())
+
+
+def verdicts_for(engine: Engine, request_id: str) -> list[dict[str, Any]]:
+    """The verdicts stored with a request, in the order the record held them, each in the
+    form it was recorded in (`Verdict.as_dict()`); an empty list for an unknown request."""
+    query = select(*_VERDICT_FIELDS).where(_v.request_id == request_id).order_by(_v.id)
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def count_verdicts(
+    engine: Engine,
+    *,
+    action: str | None = None,
+    stage: str | None = None,
+    since: datetime | None = None,
+) -> int:
+    """How many stored verdicts match every filter given (`since` on the request's time)."""
+    query = select(func.count()).select_from(guard_verdicts_table)
+    if action is not None:
+        query = query.where(_v.action == action)
+    if stage is not None:
+        query = query.where(_v.stage == stage)
+    if since is not None:
+        query = query.where(_v.ts >= since)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+# A verdict as recorded (`Verdict.as_dict()`); the other columns are derived from it.
+_VERDICT_FIELDS = (
+    _v.stage,
+    _v.policy,
+    _v.action,
+    _v.findings,
+    _v.latency_us,
+    _v.classifier,
+    _v.skipped,
+)
+
+
+def _attach_verdicts(conn: Connection, records: list[RequestRecord]) -> None:
+    """Fill in each record's verdicts, for the whole page in one query."""
+    if not records:
+        return
+    by_id = {record.id: record for record in records}
+    query = (
+        select(_v.request_id, *_VERDICT_FIELDS)
+        .where(_v.request_id.in_(by_id))
+        .order_by(_v.request_id, _v.id)
+    )
+    for row in conn.execute(query).mappings():
+        verdict = dict(row)
+        by_id[verdict.pop("request_id")].verdicts.append(verdict)
 
 
 def _conditions(

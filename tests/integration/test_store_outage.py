@@ -1,4 +1,5 @@
-"""Postgres goes away in the middle of the load and comes back: no record lost or doubled.
+"""Postgres goes away in the middle of the load and comes back: no record (or verdict) lost or
+doubled.
 
 The recorder reaches Postgres through a TCP relay the test cuts (listener closed, live
 connections killed, as when the server crashes) and restores on the same port.
@@ -15,7 +16,7 @@ from sqlalchemy.engine import URL, Engine
 
 from monitor.store import migrate
 from monitor.store.engine import make_engine
-from monitor.store.queries import count_requests, request_ids
+from monitor.store.queries import count_requests, count_verdicts, request_ids
 from monitor.store.recorder import Recorder
 from monitor.store.spool import Spool
 from tests.support.databases import make_records, postgres_schema, render, wait_until
@@ -86,7 +87,7 @@ async def test_postgres_down_then_back(
 async def test_postgres_cut_mid_load_loses_nothing_and_doubles_nothing(
     relay: TcpRelay, relayed: Engine, direct: Engine, tmp_path: Path
 ) -> None:
-    records = make_records(3_000, "load")
+    records = make_records(3_000, "load", verdicts=True)
     recorder = _recorder(relayed, tmp_path / "spool")
     await recorder.start()
 
@@ -106,6 +107,7 @@ async def test_postgres_cut_mid_load_loses_nothing_and_doubles_nothing(
     stored = request_ids(direct)
     assert stored == {r.id for r in records}
     assert count_requests(direct) == 3_000  # the primary key rules out doubles; count anyway
+    assert count_verdicts(direct) == 3_000  # nothing rules these out but the inserts
     assert recorder.records_spooled_total > 0
     assert recorder.write_errors_total > 0
     assert recorder.records_written_total >= 3_000

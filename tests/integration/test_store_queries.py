@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from monitor.record import RequestRecord
 from monitor.store.inserts import insert_rows
 from monitor.store.queries import count_requests, get_request, recent_requests
-from tests.support.databases import make_records
+from tests.support.databases import make_records, sample_verdicts
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def test_get_request_round_trips_every_field(engine: Engine) -> None:
         prompt_text="hello ✓",
         response_text="world",
         extra={"policy": "default", "categories": ["pii"], "nested": {"score": 0.9}},
+        verdicts=sample_verdicts(2),
     )
     insert_rows(engine, [record.to_row()])
 
@@ -71,6 +72,13 @@ def test_count_with_filters(engine: Engine, records: list[RequestRecord]) -> Non
     until = records[15].ts
     assert count_requests(engine, since=since, until=until) == 10
     assert count_requests(engine, since=datetime(2030, 1, 1, tzinfo=UTC)) == 0
+
+
+def test_recent_requests_carry_their_verdicts(engine: Engine) -> None:
+    records = make_records(9, "v", verdicts=True)
+    insert_rows(engine, [r.to_row() for r in records])
+    recent = recent_requests(engine, limit=9)
+    assert [r.verdicts for r in recent] == [r.verdicts for r in reversed(records)]
 
 
 def test_recent_requests_newest_first(engine: Engine, records: list[RequestRecord]) -> None:

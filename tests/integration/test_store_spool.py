@@ -12,8 +12,8 @@ from monitor.store.spool import REJECTED_FILE, Spool
 from tests.support.databases import make_records
 
 
-def _rows(count: int, prefix: str = "r") -> list[dict[str, object]]:
-    return [record.to_row() for record in make_records(count, prefix)]
+def _rows(count: int, prefix: str = "r", *, verdicts: bool = False) -> list[dict[str, object]]:
+    return [record.to_row() for record in make_records(count, prefix, verdicts=verdicts)]
 
 
 def _replay_all(spool: Spool) -> list[dict[str, object]]:
@@ -39,6 +39,16 @@ def test_rows_come_back_in_order_with_datetimes_restored(tmp_path: Path) -> None
     assert not spool
     assert spool.pending_bytes == 0
     assert list(tmp_path.glob("segment-*")) == []
+
+
+def test_verdicts_come_back_as_recorded(tmp_path: Path) -> None:
+    written = _rows(6, verdicts=True)
+    Spool(tmp_path).append(written)
+
+    read = _replay_all(Spool(tmp_path))  # as after a restart
+    assert read == written
+    assert read[2]["verdicts"] == written[2]["verdicts"] != []  # nested lists and dicts
+    assert read[1]["ts"] == written[1]["ts"]  # the request's datetime is restored
 
 
 def test_replay_rotates_so_new_rows_go_to_a_new_segment(tmp_path: Path) -> None:

@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
+from monitor.guard.verdict import Action, Finding, Stage, Verdict
 from monitor.record import RequestRecord
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -82,10 +84,44 @@ def database_url(kind: str, directory: Path) -> Iterator[str]:
 BOTH_DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+def sample_verdicts(count: int) -> list[dict[str, Any]]:
+    """`count` (0, 1 or 2) verdicts as a record holds them: an input verdict that redacts an
+    email and lets a near-miss injection score through, then an output verdict that blocks."""
+    verdicts = [
+        Verdict(
+            stage=Stage.INPUT,
+            policy="default",
+            action=Action.REDACT,
+            findings=(
+                Finding(
+                    "injection.ignore_previous",
+                    "injection",
+                    Action.ALLOW,
+                    "injection",
+                    path="messages[0].content",
+                    score=0.41,
+                ),
+                Finding("pii.email", "pii", Action.REDACT, "pii", "messages[1].content", (10, 27)),
+            ),
+            latency_us=85,
+            skipped=("classifier",),
+        ),
+        Verdict(
+            stage=Stage.OUTPUT,
+            policy="default",
+            action=Action.BLOCK,
+            findings=(Finding("secret.aws_key", "secret", Action.BLOCK, "secrets", None, (0, 20)),),
+            latency_us=40,
+        ),
+    ]
+    return [verdict.as_dict() for verdict in verdicts[:count]]
+
+
 def make_records(
-    count: int, prefix: str = "r", start: datetime | None = None
+    count: int, prefix: str = "r", start: datetime | None = None, *, verdicts: bool = False
 ) -> list[RequestRecord]:
-    """`count` distinct records, one millisecond apart, with a mix of outcomes and models."""
+    """`count` distinct records, one millisecond apart, with a mix of outcomes and models;
+    with `verdicts`, record i holds `sample_verdicts(i % 3)` (none, one, two in turn)."""
     start = start or datetime(2026, 1, 1, tzinfo=UTC)
     outcomes = ("ok", "ok", "ok", "blocked_input", "backend_error")
     return [
@@ -106,6 +142,7 @@ def make_records(
             tokens_per_s=40.0,
             prompt_hash="ab" * 32,
             extra={"i": i, "tags": ["a", "b"]},
+            verdicts=sample_verdicts(i % 3) if verdicts else [],
         )
         for i in range(count)
     ]
