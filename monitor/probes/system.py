@@ -101,9 +101,13 @@ def _sample_process(proc: psutil.Process, primed: bool) -> ProcessSample:
 
 
 def _busy_and_total(times: Any) -> tuple[float, float]:
-    # psutil's own accounting: guest time is already inside user/nice, iowait is idle
-    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
-    return total - times.idle - getattr(times, "iowait", 0.0), total
+    # Busy is summed from the counters that only ever grow. Computing it as total - idle -
+    # iowait (psutil's way) is not monotonic: Linux's iowait can go backwards, which showed
+    # here as a busy host reading 0 %. Guest time is already inside user/nice.
+    busy = sum(
+        getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal")
+    )
+    return busy, busy + times.idle + getattr(times, "iowait", 0.0)
 
 
 class SystemProbe:

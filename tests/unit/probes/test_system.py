@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from monitor.probes.system import SystemProbe, find_listening_pid
+from monitor.probes.system import SystemProbe, _busy_and_total, find_listening_pid
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -77,8 +77,11 @@ def burn_cpu() -> None:
     """Spin until the kernel has counted some CPU time to this process and to the host (the two
     counters tick separately, 100 times a second)."""
     before = sum(psutil.Process().cpu_times()[:2])
-    host_before = sum(psutil.cpu_times())
-    while sum(psutil.Process().cpu_times()[:2]) == before or sum(psutil.cpu_times()) == host_before:
+    host_before = _busy_and_total(psutil.cpu_times())[0]
+    while (
+        sum(psutil.Process().cpu_times()[:2]) == before
+        or _busy_and_total(psutil.cpu_times())[0] == host_before
+    ):
         pass
 
 
