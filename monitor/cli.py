@@ -26,6 +26,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from monitor.app import create_app
+    from monitor.guard.loader import PolicyError
     from monitor.store.migrate import NotMigratedError
 
     logging.basicConfig(
@@ -33,7 +34,7 @@ def _serve(settings: Settings) -> int:
     )
     try:
         app = create_app(settings)
-    except NotMigratedError as exc:
+    except (NotMigratedError, PolicyError) as exc:
         print(f"gemma-monitor: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _tune_runtime()
@@ -126,6 +127,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return _serve(settings)
 
 
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from monitor.guard.loader import PolicyError, load_policy, policy_path
+
+    status = 0
+    for name in args.policies:
+        try:
+            policy = load_policy(policy_path(name))
+        except PolicyError as exc:
+            print(f"{name}: invalid: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        models = policy.model_checks()
+        note = "needs the ShieldGemma classifier (not in this version)" if models else "ready"
+        print(
+            f"{name}: valid policy '{policy.name}': {len(policy.input.checks)} input and "
+            f"{len(policy.output.checks)} output checks; {note}"
+        )
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemma-monitor", description=__doc__)
     parser.add_argument("--config", help="settings file (default: ./monitor.yaml if present)")
@@ -148,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     current.add_argument("--database-url")
     current.set_defaults(func=cmd_db_current)
 
+    evaluate = sub.add_parser(
+        "eval-guard",
+        add_help=False,
+        help="precision/recall/F1/over-block of a guard policy on a labelled CSV or JSONL",
+    )
+    evaluate.add_argument("options", nargs="*", help="see `gemma-monitor eval-guard --help`")
+
+    policy = sub.add_parser("policy", help="guard policies")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="validate policy files (or shipped names)")
+    check.add_argument("policies", nargs="+")
+    check.set_defaults(func=cmd_policy_check)
+
     demo = sub.add_parser("demo", help="a local Gemma 3 270M backend and the proxy on SQLite")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
@@ -157,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "eval-guard" in argv:  # its own options, which argparse cannot pass through a subparser
+        from monitor.guard.evaluate import main as eval_main
+
+        return eval_main(argv[argv.index("eval-guard") + 1 :])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
     def rate_limit_enabled(self) -> bool:
         return self.rate_limit.strip().lower() not in RATE_LIMIT_OFF
 
+    # guard
+    policies: str = Field(
+        "default",
+        description="The guard policy: a YAML file, or the name of a shipped one (default, "
+        "strict, shieldgemma); 'off' runs no guard.",
+    )
+
     # storage
     database_url: str = Field(
         "sqlite:///var/gemma-monitor.db",

@@ -4,6 +4,9 @@
     ├── RequestInvalid          400 VALIDATION_ERROR: malformed JSON, invalid UTF-8, wrong types,
     │                           missing fields
     │   └── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
+    ├── ContentFiltered         400 CONTENT_FILTERED: the input guard blocked the request
+    ├── ResponseFiltered        400 RESPONSE_FILTERED: the output guard blocked the response
+    │                           (streams end with finish_reason content_filter instead)
     ├── Unauthorized            401 UNAUTHORIZED: API keys are required and none (or a wrong
     │                           one) was given
     ├── RateLimited             429 RATE_LIMIT_EXCEEDED: the principal is over its window;
@@ -84,3 +87,17 @@ class RateLimited(ProxyError):
     status = 429
     outcome = "rate_limited"
     error_type = "rate_limit_error"
+
+
+class ContentFiltered(ProxyError):
+    code = "CONTENT_FILTERED"
+    status = 400
+    outcome = "blocked_input"
+    error_type = "invalid_request_error"
+
+
+class ResponseFiltered(ProxyError):
+    code = "RESPONSE_FILTERED"
+    status = 400
+    outcome = "blocked_output"
+    error_type = "invalid_request_error"

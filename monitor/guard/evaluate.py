@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor.guard.engine import Guard
-from monitor.guard.loader import PolicyError, load_policy
+from monitor.guard.loader import PolicyError, load_policy, policy_path
 from monitor.guard.policy import Policy
 from monitor.guard.scores import Confusion, average_precision
 from monitor.guard.verdict import Verdict
@@ -224,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="gemma-monitor eval-guard", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--dataset", required=True, help="a labelled .csv or .jsonl file")
-    parser.add_argument("--policy", default="policies/default.yaml", help="a policy file")
+    parser.add_argument(
+        "--policy", default="default", help="a policy file, or a shipped policy's name"
+    )
     parser.add_argument("--text-column", default=None, help="default: prompt, text or input")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--category-column", default=None, help="default: type or category")
@@ -232,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
     try:
-        policy = load_policy(args.policy)
+        policy = load_policy(policy_path(args.policy))
         report = run_eval(
             args.dataset,
             policy,

@@ -102,3 +102,17 @@ def field_path(loc: Sequence[Any]) -> str:
             out += f".{part}" if out else str(part)
         previous = part
     return out
+
+
+def policy_path(name_or_path: str | Path) -> Path:
+    """A policy file by path, or one shipped with the project by name (default, strict, ...)."""
+    path = Path(name_or_path)
+    text = str(name_or_path)
+    if path.exists() or "/" in text or path.suffix in SUFFIXES:
+        return path
+    from importlib import resources
+
+    shipped = resources.files("policies") / f"{text}.yaml"
+    if not shipped.is_file():
+        raise PolicyError(f"{text}: no such policy file, and no shipped policy of that name")
+    return Path(str(shipped))

@@ -18,10 +18,12 @@ import orjson
 
 from monitor.config import Settings
 from monitor.errors import BackendFailed, InternalError, ProxyError
+from monitor.guard.verdict import Action, Verdict
 from monitor.proxy import protocols
 from monitor.proxy.admission import Admission
 from monitor.proxy.backend import BackendClient, iter_body, request_headers, response_headers
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
+from monitor.proxy.guarding import GuardStep
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
@@ -49,11 +51,13 @@ class ProxyHandler:
         settings: Settings,
         backend: BackendClient,
         admission: Admission,
+        guard: GuardStep | None,
         submit: Callable[[RequestRecord], None],
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.admission = admission
+        self.guard = guard
         self.submit = submit
         self.inflight = 0
         self.idle = asyncio.Event()
@@ -118,13 +122,26 @@ class ProxyHandler:
         record.model, record.stream = info.model, info.stream
         record.input_chars, record.input_messages = info.input_chars, info.input_messages
         record.prompt_hash = sha256_hex(info.prompt_text)
+        redacted = None
+        if self.guard is not None:
+            verdict, redacted = self.guard.check_request(route, payload)
+            _note(record, verdict)
+            if verdict.blocked:
+                raise self.guard.input_refusal(verdict)
         if self.settings.content_storage == "full":
-            record.prompt_text = info.prompt_text
+            # what was forwarded: after redaction, never the raw personal data
+            record.prompt_text = (
+                info.prompt_text
+                if redacted is None
+                else protocols.inspect_request(route, redacted).prompt_text
+            )
+        forwarded = payload if redacted is None else redacted
 
-        relay = relay_for(route, protocol, self.settings.backend_protocol, payload, info, timer)
-        upstream_body = (
-            body if relay.upstream_payload is None else orjson.dumps(relay.upstream_payload)
-        )
+        relay = relay_for(route, protocol, self.settings.backend_protocol, forwarded, info, timer)
+        if relay.upstream_payload is not None:
+            upstream_body = orjson.dumps(relay.upstream_payload)
+        else:
+            upstream_body = body if redacted is None else orjson.dumps(redacted)
         headers = request_headers(exchange.scope["headers"], self.settings)
         exchange.watch_disconnect()
         upstream = await self.backend.send("POST", relay.upstream_path, upstream_body, headers)
@@ -132,9 +149,9 @@ class ProxyHandler:
             if upstream.status >= 400:
                 await self._upstream_error(upstream, relay.upstream_path)
             elif relay.stream and _is_stream(upstream):
-                await self._relay_stream(exchange, upstream, relay)
+                await self._relay_stream(exchange, upstream, relay, record)
             else:
-                await self._relay_whole(exchange, upstream, relay)
+                await self._relay_whole(exchange, upstream, relay, record)
         finally:
             if exchange.finished:
                 upstream.release()  # back to the pool if it was read to its end
@@ -147,18 +164,62 @@ class ProxyHandler:
         )
 
     async def _relay_whole(
-        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay
+        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay, record: RequestRecord
     ) -> None:
         data = b"".join([chunk async for chunk in iter_body(upstream)])
         out = relay.whole(data)
         if relay.text:
             relay.timer.token()  # the whole answer is the first (and last) token
+        guard = self.guard
+        if guard is not None and guard.output_enabled:
+            verdict = guard.check_response(relay.text)
+            _note(record, verdict)
+            if verdict.blocked:
+                raise guard.refusal(verdict)
+            if verdict.action is Action.REDACT:
+                out = relay.rewrite_whole(
+                    lambda text: guard.check_response(text).redacted_text or text
+                )
         await exchange.whole(200, relay.response_headers(response_headers(upstream)), out)
 
     async def _relay_stream(
-        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay
+        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay, record: RequestRecord
     ) -> None:
+        """Relay events as they come; with an output guard, either hold everything back until
+        the end (`buffered`) or check what was sent every N characters (`incremental`)."""
+        guard = self.guard if self.guard is not None and self.guard.output_enabled else None
+        held: list[bytes] | None = [] if guard is not None and not guard.incremental else None
+        next_check = guard.every_chars if guard is not None else 0
         await exchange.start(200, relay.response_headers(response_headers(upstream)))
+
+        async def emit(out: bytes, ending: bool) -> bool:
+            """Pass `out` on (or hold it); True once the client's response has ended."""
+            nonlocal next_check
+            if guard is not None:
+                text = relay.text
+                if ending or (held is None and len(text) >= next_check):
+                    verdict = guard.check_response(text)
+                    next_check = len(text) + guard.every_chars
+                    if ending or verdict.blocked:
+                        _note(record, verdict)
+                    if verdict.blocked:
+                        relay.failed = guard.refusal(verdict)
+                        ending_bytes = relay.filtered_ending(relay.failed, exchange.request_id)
+                        await exchange.body(ending_bytes, False)
+                        return True
+                    if held is not None and ending:
+                        if verdict.action is Action.REDACT and verdict.redacted_text is not None:
+                            await exchange.body(relay.redacted_stream(verdict.redacted_text), False)
+                        else:
+                            await exchange.body(b"".join(held) + out, False)
+                        return True
+            if held is not None:
+                held.append(out)
+                return False
+            if ending or out:
+                await exchange.body(out, not ending)
+            return ending
+
         body = iter_body(upstream)
         try:
             async for chunk in body:
@@ -166,17 +227,17 @@ class ProxyHandler:
                 if relay.done:
                     # End the client's response with the terminal event: clients (the OpenAI
                     # SDK among them) hang up as soon as they see it.
-                    await exchange.body(out + relay.close(), False)
+                    await emit(out + relay.close(), True)
                     break
-                if out:
-                    await exchange.body(out, True)
+                if await emit(out, False):
+                    return  # blocked mid-stream: the upstream request is closed by the caller
             else:
-                await exchange.body(relay.close(), False)
+                await emit(relay.close(), True)
         except BackendFailed as error:
             relay.failed = error
             await exchange.body(relay.stream_error(error, exchange.request_id), False)
             raise
-        if not upstream.complete:
+        if not upstream.complete and relay.failed is None:
             with contextlib.suppress(BackendFailed):  # the client has its whole answer
                 async for _ in body:  # the backend's own end follows at once: then reusable
                     pass
@@ -231,6 +292,13 @@ class ProxyHandler:
         record.response_hash = sha256_hex(relay.text)
         if self.settings.content_storage == "full":
             record.response_text = relay.text
+
+
+def _note(record: RequestRecord, verdict: Verdict) -> None:
+    """Count the guard's time; keep verdicts that found something (an empty allow is implied)."""
+    record.guard_ms = (record.guard_ms or 0.0) + verdict.latency_us / 1000.0
+    if verdict.findings:
+        record.verdicts.append(verdict.as_dict())
 
 
 def _is_stream(upstream: UpstreamResponse) -> bool:

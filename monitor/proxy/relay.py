@@ -15,6 +15,7 @@ every event that carries output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -79,6 +80,23 @@ class Relay:
     def stream_error(self, error: ProxyError, request_id: str) -> bytes:
         return protocols.error_body(self.protocol, error, request_id) + b"\n"
 
+    # -- what the output guard needs ------------------------------------------------------
+
+    def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
+        """The whole reply again, each choice's text passed through `redact`."""
+        raise NotImplementedError
+
+    def filtered_ending(self, error: ProxyError, request_id: str) -> bytes:
+        """How a stream ends when the output guard blocks it: an error line for Ollama."""
+        return self.stream_error(error, request_id)
+
+    def redacted_stream(self, text: str) -> bytes:
+        """A held-back (buffered) stream again, as one content event with `text`, then its end."""
+        raise NotImplementedError
+
+    def _replace_text(self, text: str) -> None:
+        self.pieces = [text]
+
 
 class OpenAIRelay(Relay):
     def __init__(
@@ -96,12 +114,47 @@ class OpenAIRelay(Relay):
                 "include_usage": True,
             }
             self.upstream_payload = upstream
+        self._chat = route == "/v1/chat/completions"
+        self._whole: dict[str, Any] | None = None
+        self._head: dict[str, Any] = {}  # id, model, created of the stream's chunks
+        self._finish: Any = None
+        self._usage_event: bytes | None = None  # relayed to clients that asked for usage
 
     def whole(self, data: bytes) -> bytes:
         payload = _loads_object(data)
+        self._whole = payload
         self.pieces.append(protocols.openai_response_text(payload))
         self.usage = protocols.openai_usage(payload)
         return data
+
+    def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
+        assert self._whole is not None
+        _redact_openai_choices(self._whole, redact)
+        self._replace_text(protocols.openai_response_text(self._whole))
+        return orjson.dumps(self._whole)
+
+    def _chunk(self, delta_text: str | None, finish: Any) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        if self._chat:
+            choice["delta"] = {"role": "assistant", "content": delta_text} if delta_text else {}
+        else:
+            choice["text"] = delta_text or ""
+        obj = "chat.completion.chunk" if self._chat else "text_completion"
+        event = {**self._head, "object": obj, "choices": [choice]}
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+    def filtered_ending(self, error: ProxyError, request_id: str) -> bytes:
+        return self._chunk(None, "content_filter") + b"data: [DONE]\n\n"
+
+    def redacted_stream(self, text: str) -> bytes:
+        self._replace_text(text)
+        usage = self._usage_event or b""
+        return (
+            self._chunk(text, None)
+            + self._chunk(None, self._finish or "stop")
+            + usage
+            + b"data: [DONE]\n\n"
+        )
 
     def feed(self, chunk: bytes) -> bytes:
         kept: list[bytes] = []
@@ -110,10 +163,17 @@ class OpenAIRelay(Relay):
             if data is DONE:
                 self.done = True
             elif isinstance(data, dict):
+                if not self._head:
+                    self._head = {k: data[k] for k in ("id", "model", "created") if k in data}
+                for choice in data.get("choices") or ():
+                    if isinstance(choice, dict) and choice.get("finish_reason"):
+                        self._finish = choice["finish_reason"]
                 if data.get("usage"):
                     self.usage = protocols.openai_usage(data)
-                    if self._hide_usage and not data.get("choices"):
-                        continue
+                    if not data.get("choices"):
+                        if self._hide_usage:
+                            continue
+                        self._usage_event = event
                 if "error" in data and not data.get("choices"):
                     self.failed = BackendFailed(
                         f"backend reported an error mid-stream: {data['error']}"
@@ -137,12 +197,32 @@ class OllamaRelay(Relay):
     ) -> None:
         super().__init__(route, payload, info, timer)
         self._splitter = ndjson_splitter()
+        self._chat = route == "/api/chat"
+        self._whole: dict[str, Any] | None = None
+        self._model = info.model
+        self._last_line = b""
 
     def whole(self, data: bytes) -> bytes:
         payload = _loads_object(data)
+        self._whole = payload
         self.pieces.append(protocols.ollama_response_text(payload))
         self.usage = protocols.ollama_usage(payload)
         return data
+
+    def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
+        assert self._whole is not None
+        _redact_ollama(self._whole, redact)
+        self._replace_text(protocols.ollama_response_text(self._whole))
+        return orjson.dumps(self._whole)
+
+    def redacted_stream(self, text: str) -> bytes:
+        self._replace_text(text)
+        line: dict[str, Any] = {"model": self._model, "done": False}
+        if self._chat:
+            line["message"] = {"role": "assistant", "content": text}
+        else:
+            line["response"] = text
+        return orjson.dumps(line) + b"\n" + self._last_line
 
     def feed(self, chunk: bytes) -> bytes:
         lines = self._splitter.feed(chunk)
@@ -157,6 +237,7 @@ class OllamaRelay(Relay):
                 if data.get("done"):
                     self.usage = protocols.ollama_usage(data)
                     self.done = True
+                    self._last_line = line
         return b"".join(lines)
 
     def close(self) -> bytes:
@@ -173,6 +254,7 @@ class TranslatedOllamaRelay(Relay):
         self.upstream_path, self.upstream_payload = ollama_to_openai(route, payload, info.stream)
         self._answer = OllamaAnswer(route, info.model, int(timer.start * 1e9))
         self._splitter = sse_splitter()
+        self._whole: dict[str, Any] = {}
 
     def response_headers(self, upstream: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         kept = [(k, v) for k, v in upstream if k != b"content-type"]
@@ -181,9 +263,19 @@ class TranslatedOllamaRelay(Relay):
 
     def whole(self, data: bytes) -> bytes:
         payload = _loads_object(data)
+        self._whole = payload
         self.pieces.append(protocols.openai_response_text(payload))
         self.usage = protocols.openai_usage(payload)
         return self._answer.whole(payload)
+
+    def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
+        _redact_openai_choices(self._whole, redact)
+        self._replace_text(protocols.openai_response_text(self._whole))
+        return self._answer.whole(self._whole)
+
+    def redacted_stream(self, text: str) -> bytes:
+        self._replace_text(text)
+        return self._answer.text_line(text) + self.close()
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
@@ -222,3 +314,22 @@ def relay_for(
     if backend_protocol == protocols.OLLAMA:
         return OllamaRelay(route, payload, info, timer)
     return TranslatedOllamaRelay(route, payload, info, timer)
+
+
+def _redact_openai_choices(payload: dict[str, Any], redact: Callable[[str], str]) -> None:
+    for choice in payload.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            message["content"] = redact(message["content"])
+        elif isinstance(choice.get("text"), str):
+            choice["text"] = redact(choice["text"])
+
+
+def _redact_ollama(payload: dict[str, Any], redact: Callable[[str], str]) -> None:
+    message = payload.get("message")
+    if isinstance(message, dict) and isinstance(message.get("content"), str):
+        message["content"] = redact(message["content"])
+    elif isinstance(payload.get("response"), str):
+        payload["response"] = redact(payload["response"])

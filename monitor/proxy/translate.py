@@ -206,6 +206,12 @@ class OllamaAnswer:
         self._content(out, text, None)
         return orjson.dumps(out) + b"\n"
 
+    def text_line(self, text: str) -> bytes:
+        """One NDJSON content line with `text` (a held-back stream sent again, redacted)."""
+        out = self._base(False)
+        self._content(out, text, None)
+        return orjson.dumps(out) + b"\n"
+
     def last(self, prompt_tokens: int | None, completion_tokens: int | None) -> bytes:
         out = self._base(True)
         calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]

@@ -26,6 +26,13 @@ class Script:
     drop_after: int = 1
     tool_call: bool = False
     linger_s: float = 0.0  # after the last event, before ending the response
+    text: str | None = None  # the answer's text, sent word by word; default tok0 tok1 ...
+
+    def pieces(self) -> list[str]:
+        if self.text is None:
+            return [f"tok{i} " for i in range(self.chunks)]
+        words = self.text.split(" ")
+        return [w + " " for w in words[:-1]] + [words[-1]]
 
 
 @dataclass
@@ -160,11 +167,11 @@ class FakeBackend:
     ) -> None:
         s = self.script
         events = []
-        for i in range(s.chunks):
+        for piece in s.pieces():
             if chat:
-                choice = {"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}
+                choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
             else:
-                choice = {"index": 0, "text": f"tok{i} ", "finish_reason": None}
+                choice = {"index": 0, "text": piece, "finish_reason": None}
             events.append(
                 _sse(
                     {
@@ -219,11 +226,11 @@ class FakeBackend:
     async def _ollama_stream(self, send: Any, receive: Any, chat: bool, model: Any) -> None:
         s = self.script
         lines = []
-        for i in range(s.chunks):
+        for piece in s.pieces():
             part: dict[str, Any] = (
-                {"message": {"role": "assistant", "content": f"tok{i} "}}
+                {"message": {"role": "assistant", "content": piece}}
                 if chat
-                else {"response": f"tok{i} "}
+                else {"response": piece}
             )
             lines.append(
                 orjson.dumps(
@@ -255,7 +262,7 @@ def _sse(obj: Any) -> bytes:
 
 
 def _openai_whole(chat: bool, model: Any, s: Script) -> dict[str, Any]:
-    text = "".join(f"tok{i} " for i in range(s.chunks))
+    text = "".join(s.pieces())
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if s.tool_call:
@@ -286,7 +293,7 @@ def _openai_whole(chat: bool, model: Any, s: Script) -> dict[str, Any]:
 
 
 def _ollama_whole(chat: bool, model: Any, s: Script) -> dict[str, Any]:
-    text = "".join(f"tok{i} " for i in range(s.chunks))
+    text = "".join(s.pieces())
     part: dict[str, Any] = (
         {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
     )
