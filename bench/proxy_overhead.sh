@@ -2,7 +2,8 @@
 # What Gemma Monitor adds over a direct connection, side by side with nginx (and LiteLLM when
 # installed), using the shared proxy-overhead harness (../shared/bench; see its README).
 #
-#   bench/proxy_overhead.sh                  # direct, nginx, project on SQLite and on Postgres
+#   bench/proxy_overhead.sh                  # direct, nginx, the project on SQLite and on Postgres
+#                                            # with the default guard policy, and on SQLite without
 #   bench/proxy_overhead.sh --quick          # extra arguments go to run_bench.py
 #   WITH_LITELLM=1 bench/proxy_overhead.sh   # add LiteLLM (its setup takes a while)
 #
@@ -28,14 +29,16 @@ with engine.connect() as conn:
     conn.execute(text("CREATE DATABASE gm_bench"))
 PY
 
-serve() {  # spool-dir database-url: the start command the harness runs for one target
-  echo "cd $WORK && MONITOR_RATE_LIMIT=off MONITOR_SPOOL_DIR=$1 exec $ROOT/.venv/bin/gemma-monitor serve --host 127.0.0.1 --port {port} --backend {backend_url} --migrate --database-url $2"
+serve() {  # spool-dir database-url policy: the start command the harness runs for one target
+  echo "cd $WORK && MONITOR_RATE_LIMIT=off MONITOR_POLICIES=$3 MONITOR_SPOOL_DIR=$1 exec $ROOT/.venv/bin/gemma-monitor serve --host 127.0.0.1 --port {port} --backend {backend_url} --migrate --database-url $2"
 }
 targets=(--target direct --target nginx)
 [ "${WITH_LITELLM:-0}" = 1 ] && targets+=(--target litellm)
 /tmp/venv-bench/bin/python "$HARNESS/run_bench.py" --label gemma-monitor "${targets[@]}" \
   --target project=http://127.0.0.1:18090 \
-  --start "project=$(serve "$WORK/spool" "sqlite:///$WORK/monitor.db")" \
+  --start "project=$(serve "$WORK/spool" "sqlite:///$WORK/monitor.db" default)" \
   --target project-pg=http://127.0.0.1:18091 \
-  --start "project-pg=$(serve "$WORK/spool-pg" "$PG_ADMIN/gm_bench")" \
+  --start "project-pg=$(serve "$WORK/spool-pg" "$PG_ADMIN/gm_bench" default)" \
+  --target project-noguard=http://127.0.0.1:18092 \
+  --start "project-noguard=$(serve "$WORK/spool-ng" "sqlite:///$WORK/monitor-ng.db" off)" \
   "$@"
