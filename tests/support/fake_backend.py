@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from tests.support.asgi import read_body, serve_lifespan
+
 
 @dataclass
 class Script:
@@ -62,19 +64,9 @@ class FakeBackend:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await serve_lifespan(receive, send)
+            return
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         payload = orjson.loads(body) if body else None
         path = scope["path"]

@@ -25,6 +25,7 @@ from typing import Any
 
 from monitor.alerts.signing import SIGNATURE_HEADER, verify_signature
 from monitor.alerts.webhooks import DELIVERY_HEADER
+from tests.support.asgi import read_body, serve_lifespan
 from tests.support.servers import ThreadedServer, free_port
 
 
@@ -96,16 +97,9 @@ class RecordingReceiver:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await serve_lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         status, verified = self._answer(scope["method"], headers, body)
         with self._changed:
