@@ -1,22 +1,26 @@
 """`/admin/*`: the operator's API, behind `Authorization: Bearer <MONITOR_ADMIN_TOKEN>`.
 
-Mounted only when an admin token is configured. For now: usage per principal (the seed's
-requests_last_hour, remaining_requests, reset_time).
+Mounted only when an admin token is configured: usage per principal (the seed's
+requests_last_hour, remaining_requests, reset_time) and reloading the guard policy.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import SecretStr
 
+from monitor.guard.loader import PolicyError
 from monitor.proxy.admission import Admission
 from monitor.proxy.ratelimit import LimiterUnavailable
 
 
-def admin_router(token: SecretStr, admission: Admission) -> APIRouter:
+def admin_router(
+    token: SecretStr, admission: Admission, reload_policy: Callable[[], str | None]
+) -> APIRouter:
     expected = token.get_secret_value().encode()
 
     def require_admin(request: Request) -> None:
@@ -38,5 +42,14 @@ def admin_router(token: SecretStr, admission: Admission) -> APIRouter:
         except LimiterUnavailable as exc:
             raise HTTPException(503, f"rate-limit store unreachable: {exc}") from exc
         return {"principal": principal, **found.to_dict()}
+
+    @router.post("/policies/reload")
+    async def reload() -> dict[str, Any]:
+        """Read the configured policy again; a bad file is refused and the running one stays."""
+        try:
+            name = reload_policy()
+        except PolicyError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"policy": name, "status": "reloaded" if name else "guard off"}
 
     return router

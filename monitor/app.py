@@ -103,7 +103,9 @@ def create_app(settings: Settings) -> MonitorApp:
     api.include_router(ops_router(services.backend, services.recorder, services.metrics, settings))
     api.include_router(listing_router(services.backend, settings.backend_protocol))
     if settings.admin_token is not None:
-        api.include_router(admin_router(settings.admin_token, services.admission))
+        api.include_router(
+            admin_router(settings.admin_token, services.admission, services.handler.reload_policy)
+        )
     return MonitorApp(services, api)
 
 

@@ -23,7 +23,7 @@ from monitor.proxy import protocols
 from monitor.proxy.admission import Admission
 from monitor.proxy.backend import BackendClient, iter_body, request_headers, response_headers
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
-from monitor.proxy.guarding import GuardStep
+from monitor.proxy.guarding import GuardStep, resolve_policy
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
@@ -62,6 +62,13 @@ class ProxyHandler:
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
+
+    def reload_policy(self) -> str | None:
+        """Load the configured policy again and use it for requests from now on (one attribute
+        swap: a request in flight keeps the guard it started with). Raises `PolicyError`."""
+        policy = resolve_policy(self.settings.policies)
+        self.guard = GuardStep(policy) if policy is not None else None
+        return policy.name if policy is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         protocol = protocols.OLLAMA if route.startswith("/api/") else protocols.OPENAI
@@ -123,11 +130,12 @@ class ProxyHandler:
         record.input_chars, record.input_messages = info.input_chars, info.input_messages
         record.prompt_hash = sha256_hex(info.prompt_text)
         redacted = None
-        if self.guard is not None:
-            verdict, redacted = self.guard.check_request(route, payload)
+        guard = self.guard  # one policy for the whole request, even across a reload
+        if guard is not None:
+            verdict, redacted = guard.check_request(route, payload)
             _note(record, verdict)
             if verdict.blocked:
-                raise self.guard.input_refusal(verdict)
+                raise guard.input_refusal(verdict)
         if self.settings.content_storage == "full":
             # what was forwarded: after redaction, never the raw personal data
             record.prompt_text = (
@@ -149,9 +157,9 @@ class ProxyHandler:
             if upstream.status >= 400:
                 await self._upstream_error(upstream, relay.upstream_path)
             elif relay.stream and _is_stream(upstream):
-                await self._relay_stream(exchange, upstream, relay, record)
+                await self._relay_stream(exchange, upstream, relay, record, guard)
             else:
-                await self._relay_whole(exchange, upstream, relay, record)
+                await self._relay_whole(exchange, upstream, relay, record, guard)
         finally:
             if exchange.finished:
                 upstream.release()  # back to the pool if it was read to its end
@@ -164,13 +172,17 @@ class ProxyHandler:
         )
 
     async def _relay_whole(
-        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay, record: RequestRecord
+        self,
+        exchange: Exchange,
+        upstream: UpstreamResponse,
+        relay: Relay,
+        record: RequestRecord,
+        guard: GuardStep | None,
     ) -> None:
         data = b"".join([chunk async for chunk in iter_body(upstream)])
         out = relay.whole(data)
         if relay.text:
             relay.timer.token()  # the whole answer is the first (and last) token
-        guard = self.guard
         if guard is not None and guard.output_enabled:
             verdict = guard.check_response(relay.text)
             _note(record, verdict)
@@ -183,11 +195,16 @@ class ProxyHandler:
         await exchange.whole(200, relay.response_headers(response_headers(upstream)), out)
 
     async def _relay_stream(
-        self, exchange: Exchange, upstream: UpstreamResponse, relay: Relay, record: RequestRecord
+        self,
+        exchange: Exchange,
+        upstream: UpstreamResponse,
+        relay: Relay,
+        record: RequestRecord,
+        step: GuardStep | None,
     ) -> None:
         """Relay events as they come; with an output guard, either hold everything back until
         the end (`buffered`) or check what was sent every N characters (`incremental`)."""
-        guard = self.guard if self.guard is not None and self.guard.output_enabled else None
+        guard = step if step is not None and step.output_enabled else None
         held: list[bytes] | None = [] if guard is not None and not guard.incremental else None
         next_check = guard.every_chars if guard is not None else 0
         await exchange.start(200, relay.response_headers(response_headers(upstream)))

@@ -208,3 +208,23 @@ def test_guard_off(make_proxy, fake_backend: FakeBackend) -> None:
 def test_a_policy_needing_a_model_is_refused_at_startup(make_proxy) -> None:
     with pytest.raises(PolicyError, match="ShieldGemma"):
         make_proxy(policies="shieldgemma")
+
+
+def test_policy_reload(make_proxy, fake_backend: FakeBackend, tmp_path: Path) -> None:
+    admin = {"authorization": "Bearer admin-token-for-tests-0123456789"}
+    path = Path(policy_file(tmp_path, REDACT_SECRETS))
+    proxy = make_proxy(policies=str(path), admin_token=admin["authorization"][7:])
+    fake_backend.script.text = "this answer is forbidden here"
+    assert httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT).status_code == 200
+
+    path.write_text(path.read_text().replace(REDACT_SECRETS, BLOCK_FORBIDDEN))
+    assert httpx.post(f"{proxy.url}/admin/policies/reload").status_code == 401
+    reloaded = httpx.post(f"{proxy.url}/admin/policies/reload", headers=admin)
+    assert reloaded.json() == {"policy": "test-output", "status": "reloaded"}
+    assert httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT).status_code == 400
+
+    path.write_text("version: 1\ninput: {checks: [{type: nonsense}]}\n")
+    refused = httpx.post(f"{proxy.url}/admin/policies/reload", headers=admin)
+    assert refused.status_code == 400 and str(path) in refused.json()["detail"]
+    # the running policy stays
+    assert httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT).status_code == 400
