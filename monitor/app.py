@@ -22,7 +22,7 @@ from monitor.ops import ops_router
 from monitor.proxy.admission import Admission, build_limiter
 from monitor.proxy.backend import BackendClient
 from monitor.proxy.exchange import Receive, Scope, Send
-from monitor.proxy.guarding import GuardStep, resolve_policy
+from monitor.proxy.guarding import build_guard
 from monitor.proxy.handler import GENERATION_ROUTES, ProxyHandler
 from monitor.proxy.listing import listing_router
 from monitor.record import RequestRecord
@@ -78,9 +78,7 @@ def build_services(settings: Settings) -> Services:
         metrics.observe(record)
         recorder.submit(record)
 
-    policy = resolve_policy(settings.policies)
-    guard = GuardStep(policy) if policy is not None else None
-    handler = ProxyHandler(settings, backend, admission, guard, submit)
+    handler = ProxyHandler(settings, backend, admission, build_guard(settings.policies), submit)
     metrics.track_inflight(lambda: handler.inflight)
     return Services(settings, backend, recorder, metrics, handler, admission)
 

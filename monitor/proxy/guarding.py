@@ -34,6 +34,12 @@ def resolve_policy(setting: str) -> Policy | None:
     return policy
 
 
+def build_guard(setting: str) -> GuardStep | None:
+    """The guard a `policies` setting asks for (None: off). Raises `PolicyError`."""
+    policy = resolve_policy(setting)
+    return GuardStep(policy) if policy is not None else None
+
+
 def _refusal(verdict: Verdict, stage: str) -> str:
     reason = verdict.reason
     what = f"{reason.category} ({reason.rule})" if reason else "policy"

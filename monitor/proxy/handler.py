@@ -23,7 +23,7 @@ from monitor.proxy import protocols
 from monitor.proxy.admission import Admission
 from monitor.proxy.backend import BackendClient, iter_body, request_headers, response_headers
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
-from monitor.proxy.guarding import GuardStep, resolve_policy
+from monitor.proxy.guarding import GuardStep, build_guard
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
@@ -66,9 +66,8 @@ class ProxyHandler:
     def reload_policy(self) -> str | None:
         """Load the configured policy again and use it for requests from now on (one attribute
         swap: a request in flight keeps the guard it started with). Raises `PolicyError`."""
-        policy = resolve_policy(self.settings.policies)
-        self.guard = GuardStep(policy) if policy is not None else None
-        return policy.name if policy is not None else None
+        self.guard = build_guard(self.settings.policies)
+        return self.guard.policy.name if self.guard is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         protocol = protocols.OLLAMA if route.startswith("/api/") else protocols.OPENAI
