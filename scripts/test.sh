@@ -9,6 +9,6 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/_venv.sh"
-setup_venv postgres,local-backend,quality,test,dev
+setup_venv postgres,local-backend,quality,shieldgemma,test,dev
 cd "$ROOT"
 exec "$ROOT/.venv/bin/python" -m pytest -q "$@"
