@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -19,6 +28,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from monitor.alerts.rules import AlertRule, Duration, default_rules
+from monitor.alerts.webhooks import WebhookReceiver
 from monitor.proxy.ratelimit import RateLimit
 
 DEFAULT_CONFIG_FILE = "monitor.yaml"
@@ -29,8 +40,113 @@ class SettingsError(Exception):
     """Raised when the settings cannot be loaded; the message names the file or field."""
 
 
+Scorer = Literal["heuristic", "embedding", "judge"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProbeSettings(_Section):
+    """Host, process and GPU sampling (`probes:` in monitor.yaml, MONITOR_PROBES__*)."""
+
+    enabled: bool = Field(
+        default=True, description="Sample the host, this process, the backend, GPUs."
+    )
+    interval_s: Duration = Field(default=10.0, gt=0, description="Seconds between samples.")
+    backend_pid: int | None = Field(default=None, ge=1, description="The backend process, by pid.")
+    backend_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The backend process, by the TCP port it listens on.",
+    )
+    gpu: bool = Field(
+        default=True, description="Sample NVIDIA GPUs through NVML where there are any."
+    )
+
+
+class HealthSettings(_Section):
+    """The periodic synthetic request to the backend (`health:`, MONITOR_HEALTH__*)."""
+
+    enabled: bool = Field(default=True, description="Check the backend periodically.")
+    interval_s: Duration = Field(default=30.0, gt=0, description="Seconds between checks.")
+    timeout_s: Duration = Field(
+        default=30.0, gt=0, description="A check slower than this is unhealthy."
+    )
+    degraded_after_s: Duration = Field(
+        default=5.0, gt=0, description="A check slower than this is degraded (the seed's 5 s)."
+    )
+    model: str | None = Field(
+        default=None, description="Model name for the check; the backend's default."
+    )
+    max_tokens: int = Field(default=4, ge=1, le=64, description="Tokens the check asks for.")
+
+
+class BackendMetricsSettings(_Section):
+    """Scraping the backend's Prometheus metrics (vLLM `/metrics`, llama.cpp `--metrics`)."""
+
+    enabled: bool = Field(default=False, description="Scrape the backend's metrics.")
+    path: str = Field(default="/metrics", description="Path on the backend URL.")
+    interval_s: Duration = Field(default=15.0, gt=0, description="Seconds between scrapes.")
+
+
+class QualitySettings(_Section):
+    """Scoring a sample of completed requests, off the request path (`quality:`)."""
+
+    sample_rate: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of successful requests scored (0 turns it off).",
+    )
+    scorers: list[Scorer] = Field(
+        default_factory=lambda: list[Scorer](["heuristic"]),
+        description="heuristic (the seed's four scores), embedding (all-MiniLM-L6-v2, the "
+        "`quality` extra), judge (the backend Gemma rates the answer 1-5).",
+    )
+    queue_size: int = Field(
+        default=1000, ge=1, description="Requests waiting to be scored, at most."
+    )
+    judge_model: str | None = Field(default=None, description="Model name the judge asks for.")
+
+
+class AlertSettings(_Section):
+    """Alert rules, evaluation, and webhook receivers (`alerts:` in monitor.yaml)."""
+
+    enabled: bool = Field(default=True, description="Evaluate rules and deliver notifications.")
+    interval_s: Duration = Field(default=15.0, gt=0, description="Seconds between evaluations.")
+    default_rules: bool = Field(
+        default=True, description="Start from the built-in rules (the seed's and the extras)."
+    )
+    rules: list[AlertRule] = Field(
+        default_factory=list,
+        description="More rules; one with a built-in rule's name replaces it.",
+    )
+    resolve_after_s: Duration = Field(
+        default=60.0, ge=0, description="Clear this long before a firing alert resolves."
+    )
+    webhooks: list[WebhookReceiver] = Field(
+        default_factory=list, description="Receivers of firing and resolved notifications."
+    )
+    retry_base_s: float = Field(
+        default=1.0, gt=0, description="First retry delay bound (full jitter)."
+    )
+    retry_cap_s: float = Field(
+        default=300.0, gt=0, description="Longest delay between two attempts."
+    )
+    give_up_after_s: Duration = Field(
+        default=86400.0, gt=0, description="A notification undelivered this long is marked failed."
+    )
+    external_url: str = Field(
+        default="", description="This monitor's public URL, for links in notifications."
+    )
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     # where the proxy listens
     host: str = Field("127.0.0.1", description="Address the proxy binds to.")
@@ -165,6 +281,51 @@ class Settings(BaseSettings):
     recorder_retry_interval_s: float = Field(
         2.0, gt=0, description="How often a spool is replayed while the database is down."
     )
+
+    # probes, quality, alerts
+    probes: ProbeSettings = ProbeSettings()
+    health: HealthSettings = HealthSettings()
+    backend_metrics: BackendMetricsSettings = BackendMetricsSettings()
+    quality: QualitySettings = QualitySettings()
+    alerts: AlertSettings = AlertSettings()
+    webhook_url: str | None = Field(
+        None, description="One generic alert receiver (more under alerts.webhooks)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 secret of the MONITOR_WEBHOOK_URL receiver."
+    )
+
+    @field_validator("webhook_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_webhook_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _unique_alert_names(self) -> Settings:
+        for what, names in (
+            ("alerts.rules", [r.name for r in self.alerts.rules]),
+            ("webhook receiver", [w.name for w in self.webhook_receivers()]),
+        ):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{what} names must be unique: {', '.join(twice)} repeated")
+        return self
+
+    def webhook_receivers(self) -> list[WebhookReceiver]:
+        """Every configured receiver: `alerts.webhooks`, then MONITOR_WEBHOOK_URL's."""
+        receivers = list(self.alerts.webhooks)
+        if self.webhook_url is not None:
+            receivers.append(
+                WebhookReceiver(name="default", url=self.webhook_url, secret=self.webhook_secret)
+            )
+        return receivers
+
+    def alert_rules(self) -> list[AlertRule]:
+        """The effective rules: the built-in ones (unless turned off), replaced or extended
+        by `alerts.rules` by name."""
+        rules = {r.name: r for r in (default_rules() if self.alerts.default_rules else [])}
+        rules.update({r.name: r for r in self.alerts.rules})
+        return list(rules.values())
 
     # lifecycle
     drain_timeout_s: float = Field(

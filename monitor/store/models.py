@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -148,5 +149,131 @@ class GuardVerdictRow(Base):
     )
 
 
+class ProbeSampleRow(Base):
+    """One value of one probe at one moment, in long form: a metric (`host_cpu_percent`,
+    `gpu_memory_pct`, `backend_up` ...) of a target (the host, a GPU's index, the backend's URL).
+    `detail` carries what a number cannot: a health check's status and error."""
+
+    __tablename__ = "probe_samples"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    probe: Mapped[str] = mapped_column(String(32), nullable=False)  # system, gpu, health, backend
+    metric: Mapped[str] = mapped_column(String(64), nullable=False)
+    target: Mapped[str] = mapped_column(String(), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float())
+    detail: Mapped[str | None] = mapped_column(String())
+
+    __table_args__ = (
+        Index("ix_probe_samples_metric_ts", "metric", "ts"),
+        Index("ix_probe_samples_ts", "ts"),
+    )
+
+
+class QualityScoreRow(Base):
+    """One score of one request by one scorer (`heuristic`, `embedding`, `judge`, `guard`,
+    `user`), 0..1. No foreign key: a score may be written before the recorder's batch holding
+    its request; one row per (request, scorer, metric), a later score replacing it."""
+
+    __tablename__ = "quality_scores"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    scorer: Mapped[str] = mapped_column(String(32), nullable=False)
+    metric: Mapped[str] = mapped_column(String(32), nullable=False)
+    value: Mapped[float] = mapped_column(Float(), nullable=False)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    __table_args__ = (
+        UniqueConstraint("request_id", "scorer", "metric"),
+        Index("ix_quality_scores_ts", "ts"),
+    )
+
+
+class AlertRow(Base):
+    """One alert episode (one fingerprint from pending to resolved or cancelled), kept as it
+    was last seen; `snapshot` is `Alert.to_dict()`, what a restart restores active alerts from."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(16), nullable=False)
+    rule: Mapped[str] = mapped_column(String(), nullable=False)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float())
+    threshold: Mapped[float | None] = mapped_column(Float())
+    pending_since: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("fingerprint", "pending_since"),
+        Index("ix_alerts_state", "state"),
+        Index("ix_alerts_pending_since", "pending_since"),
+    )
+
+
+class AlertEventRow(Base):
+    """One transition of one alert: pending, firing, resolved, cancelled, acknowledged."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(16), nullable=False)
+    rule: Mapped[str] = mapped_column(String(), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float())
+    by: Mapped[str | None] = mapped_column(String())
+
+    __table_args__ = (
+        Index("ix_alert_events_fingerprint_at", "fingerprint", "at"),
+        Index("ix_alert_events_at", "at"),
+    )
+
+
+class AlertDeliveryRow(Base):
+    """The webhook outbox: one notification for one receiver, from `pending` to `delivered`
+    (or `failed`: a permanent refusal, or a receiver no longer configured). The body is stored
+    unsigned; each attempt is signed with that attempt's time."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128), nullable=False)  # the notification's
+    receiver: Mapped[str] = mapped_column(String(64), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(16), nullable=False)
+    rule: Mapped[str] = mapped_column(String(), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # firing, resolved
+    url: Mapped[str] = mapped_column(String(), nullable=False)
+    body: Mapped[str] = mapped_column(Text(), nullable=False)
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer(), nullable=False, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer())
+    last_error: Mapped[str | None] = mapped_column(Text())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("receiver", "key"),
+        Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_alert_deliveries_created_at", "created_at"),
+    )
+
+
 requests_table: Table = Base.metadata.tables["requests"]
 guard_verdicts_table: Table = Base.metadata.tables["guard_verdicts"]
+probe_samples_table: Table = Base.metadata.tables["probe_samples"]
+quality_scores_table: Table = Base.metadata.tables["quality_scores"]
+alerts_table: Table = Base.metadata.tables["alerts"]
+alert_events_table: Table = Base.metadata.tables["alert_events"]
+alert_deliveries_table: Table = Base.metadata.tables["alert_deliveries"]

@@ -1,0 +1,178 @@
+"""Summaries over a window: the seed's figures, computed from the stored rows.
+
+`summarize(engine, since, until)` reads the requests, probe samples and quality scores of the
+half-open window `since <= ts < until` and returns a `Summary`: the seed's fields (total and
+successful requests, success rate, mean and p50/p95/p99 response time, mean tokens/s, total
+tokens, mean memory and GPU memory, the quality summary) and what the alert rules read
+(`monitor.alerts.rules.SUMMARY_FIELDS`). A value the window has no data for is None, never 0,
+so a rule can tell "nothing happened" from "zero".
+
+Definitions:
+- success rate: `ok` requests over requests the backend was asked to serve (`ok` and
+  `backend_error`); refusals of ours (invalid, rate limited, blocked) and clients that went
+  away are not failures of the service. None when there were none.
+- successful requests: None when the window saw no request at all (an idle proxy is not an
+  outage; the backend health check covers that case).
+- blocked rate: requests blocked on input or output over all requests.
+- process memory: the backend process's mean RSS when it is probed, else this proxy's.
+- GPU memory and temperature: each GPU's mean over the window, then the highest GPU.
+- backend up: the latest health check in the window (1 healthy or degraded, 0 unhealthy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Float, case, cast, func, select
+from sqlalchemy.engine import Connection, Engine
+
+from monitor.store.models import probe_samples_table, quality_scores_table, requests_table
+
+_r = requests_table.c
+_p = probe_samples_table.c
+_q = quality_scores_table.c
+
+BASELINE = timedelta(hours=24)
+PERCENTILES = (50, 95, 99)
+_SERVED = ("ok", "backend_error")
+_BLOCKED = ("blocked_input", "blocked_output")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    since: datetime
+    until: datetime
+    fields: dict[str, float | None]
+    quality: dict[str, float] = field(default_factory=dict)  # "scorer.metric" → mean
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            **self.fields,
+            "quality": self.quality,
+        }
+
+
+def summarize(
+    engine: Engine, since: datetime, until: datetime, *, baseline: timedelta | None = BASELINE
+) -> Summary:
+    """The summary of `since <= ts < until`; with `baseline`, the `*_baseline` fields too
+    (the same figures over `baseline` ending at `until`)."""
+    with engine.connect() as conn:
+        fields = _requests(conn, since, until)
+        fields.update(_probes(conn, since, until))
+        quality = _quality(conn, since, until)
+        fields["quality_overall"] = _overall(quality)
+        if baseline is not None:
+            start = until - baseline
+            base = _requests(conn, start, until)
+            fields["blocked_rate_baseline"] = base["blocked_rate"]
+            fields["quality_overall_baseline"] = _overall(_quality(conn, start, until))
+    return Summary(since, until, fields, {f"{s}.{m}": v for (s, m), v in quality.items()})
+
+
+def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, float | None]:
+    in_window = (_r.ts >= since, _r.ts < until)
+    ok = _r.outcome == "ok"
+    row = conn.execute(
+        select(
+            func.count(),
+            func.sum(case((ok, 1), else_=0)),
+            func.sum(case((_r.outcome.in_(_SERVED), 1), else_=0)),
+            func.sum(case((_r.outcome.in_(_BLOCKED), 1), else_=0)),
+            func.avg(case((ok, _r.latency_ms))),
+            func.avg(case((ok, _r.tokens_per_s))),
+            func.sum(func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0)),
+        ).where(*in_window)
+    ).one()
+    total, successful, served, blocked, mean_ms, mean_tps, tokens = row
+    total = int(total or 0)
+    fields: dict[str, float | None] = {
+        "total_requests": float(total),
+        "successful_requests": float(successful or 0) if total else None,
+        "success_rate": (successful or 0) / served if served else None,
+        "blocked_rate": (blocked or 0) / total if total else None,
+        "mean_response_time_s": mean_ms / 1000.0 if mean_ms is not None else None,
+        "mean_tokens_per_s": float(mean_tps) if mean_tps is not None else None,
+        "total_tokens": float(tokens or 0),
+    }
+    latencies = _percentiles(conn, since, until)
+    for pct in PERCENTILES:
+        value = latencies.get(pct)
+        fields[f"p{pct}_response_time_s"] = value / 1000.0 if value is not None else None
+    return fields
+
+
+def _percentiles(conn: Connection, since: datetime, until: datetime) -> dict[int, float]:
+    """Latency percentiles (ms) of the window's successful requests: in the database on
+    Postgres, in Python elsewhere (SQLite has no percentile function)."""
+    where = (_r.ts >= since, _r.ts < until, _r.outcome == "ok", _r.latency_ms.is_not(None))
+    if conn.dialect.name == "postgresql":
+        columns = [func.percentile_cont(p / 100.0).within_group(_r.latency_ms) for p in PERCENTILES]
+        row = conn.execute(select(*columns).where(*where)).one()
+        return {p: float(v) for p, v in zip(PERCENTILES, row, strict=True) if v is not None}
+    values = sorted(v for (v,) in conn.execute(select(_r.latency_ms).where(*where)))
+    return {p: _interpolated(values, p / 100.0) for p in PERCENTILES} if values else {}
+
+
+def _interpolated(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks, as Postgres's percentile_cont."""
+    position = q * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def _probes(conn: Connection, since: datetime, until: datetime) -> dict[str, float | None]:
+    in_window = (_p.ts >= since, _p.ts < until)
+    means = {
+        (metric, target): float(mean)
+        for metric, target, mean in conn.execute(
+            select(_p.metric, _p.target, func.avg(cast(_p.value, Float)))
+            .where(*in_window, _p.value.is_not(None))
+            .group_by(_p.metric, _p.target)
+        )
+    }
+
+    def mean_of(metric: str) -> float | None:
+        found = [v for (m, _), v in means.items() if m == metric]
+        return sum(found) / len(found) if found else None
+
+    def highest(metric: str) -> float | None:
+        found = [v for (m, _), v in means.items() if m == metric]
+        return max(found) if found else None
+
+    backend_rss = mean_of("backend_rss_mb")
+    latest_health = conn.execute(
+        select(_p.value)
+        .where(*in_window, _p.metric == "backend_up")
+        .order_by(_p.ts.desc(), _p.id.desc())
+        .limit(1)
+    ).scalar()
+    return {
+        "process_memory_mb": backend_rss if backend_rss is not None else mean_of("proxy_rss_mb"),
+        "mean_memory_mb": mean_of("host_memory_used_mb"),
+        "mean_cpu_percent": mean_of("host_cpu_percent"),
+        "mean_gpu_memory_mb": mean_of("gpu_memory_used_mb"),
+        "gpu_memory_pct": highest("gpu_memory_pct"),
+        "gpu_temperature_c": highest("gpu_temperature_c"),
+        "backend_up": float(latest_health) if latest_health is not None else None,
+    }
+
+
+def _quality(conn: Connection, since: datetime, until: datetime) -> dict[tuple[str, str], float]:
+    query = (
+        select(_q.scorer, _q.metric, func.avg(_q.value))
+        .where(_q.ts >= since, _q.ts < until)
+        .group_by(_q.scorer, _q.metric)
+    )
+    return {(s, m): float(v) for s, m, v in conn.execute(query)}
+
+
+def _overall(quality: dict[tuple[str, str], float]) -> float | None:
+    """The mean of every scorer's `overall` score in the window."""
+    overall = [v for (_, metric), v in quality.items() if metric == "overall"]
+    return sum(overall) / len(overall) if overall else None
