@@ -218,7 +218,41 @@ class ShieldGemmaCheck(_Check):
     type: Literal["shieldgemma"]
     model: str = Field(
         default="google/shieldgemma-2b",
-        description="Hub id or local path of the weights (or the model name on a remote server).",
+        description="Hub id, local folder or `.gguf` file of the weights; with `endpoint`, the "
+        "model name the server knows.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="Root URL (http://host:port) of an OpenAI-compatible server (vLLM, llama.cpp, "
+        "Ollama) serving ShieldGemma, asked through POST /v1/completions with logprobs. "
+        "Without it the model runs in-process (the `shieldgemma` extra).",
+        pattern=r"^http://",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="With `endpoint`: the environment variable holding the server's API key "
+        "(sent as a Bearer token). The key itself never goes in a policy file.",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    )
+    top_logprobs: int = Field(
+        default=10,
+        ge=2,
+        le=20,
+        description="With `endpoint`: how many top log-probabilities to ask for; Yes and No "
+        "must be among them (servers cap it: vLLM's --max-logprobs, 20 by default).",
+    )
+    device: str = Field(
+        default="cpu",
+        description="In-process only: the torch device (`cpu`, `cuda`, `cuda:1`). Checks naming "
+        "the same model and device share one loaded copy.",
+        pattern=r"^(cpu|cuda(:\d+)?|mps)$",
+    )
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="In-process only: at most this many prompts (texts x harms, from all "
+        "concurrent requests) per forward pass.",
     )
     harms: list[HarmThreshold] = Field(description="The harm policies to check.", min_length=1)
     threshold: Probability = Field(default=0.5, description="Default threshold for every harm.")

@@ -1,0 +1,45 @@
+"""A bounded least-recently-used map from a prompt's content hash to its score.
+
+The same prompt gets the same score from the same model, and a guard sees the same text
+again and again (a system prompt, a retried request, the output stage re-checking a stream's
+text at its end), so classifiers keep their recent answers. Used from the event loop only.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class ScoreCache:
+    """At most `size` scores; the least recently read or written goes first. `size` 0: off."""
+
+    def __init__(self, size: int = 4096) -> None:
+        if size < 0:
+            raise ValueError("cache size must be >= 0")
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._scores: OrderedDict[str, float] = OrderedDict()
+
+    def get(self, key: str) -> float | None:
+        score = self._scores.get(key)
+        if score is None:
+            self.misses += 1
+            return None
+        self._scores.move_to_end(key)
+        self.hits += 1
+        return score
+
+    def put(self, key: str, score: float) -> None:
+        if self.size == 0:
+            return
+        self._scores[key] = score
+        self._scores.move_to_end(key)
+        while len(self._scores) > self.size:
+            self._scores.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def clear(self) -> None:
+        self._scores.clear()
