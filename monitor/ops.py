@@ -1,8 +1,10 @@
-"""Operational endpoints: `/health` (liveness), `/ready` (backend and database), `/metrics`."""
+"""Operational endpoints: `/health` (liveness), `/ready` (backend and database reachable, and
+the latest backend health check not unhealthy), `/metrics`."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -10,6 +12,7 @@ from fastapi.responses import JSONResponse
 from monitor.config import Settings
 from monitor.errors import ProxyError
 from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.monitoring import Monitoring
 from monitor.proxy.backend import BackendClient
 from monitor.store.engine import ping
 from monitor.store.recorder import Recorder
@@ -18,7 +21,11 @@ READY_TIMEOUT_S = 3.0
 
 
 def ops_router(
-    backend: BackendClient, recorder: Recorder, metrics: Metrics, settings: Settings
+    backend: BackendClient,
+    recorder: Recorder,
+    metrics: Metrics,
+    settings: Settings,
+    monitoring: Monitoring | None = None,
 ) -> APIRouter:
     router = APIRouter()
     health_path = "/api/tags" if settings.backend_protocol == "ollama" else "/v1/models"
@@ -46,13 +53,20 @@ def ops_router(
             return "ok" if ok else "database unreachable"
 
         backend_state, database_state = await asyncio.gather(backend_status(), database_status())
-        is_ready = backend_state == "ok" and database_state == "ok"
-        body = {
+        health = monitoring.health_state() if monitoring is not None else None
+        is_ready = (
+            backend_state == "ok"
+            and database_state == "ok"
+            and (health is None or health["status"] != "unhealthy")
+        )
+        body: dict[str, Any] = {
             "status": "ready" if is_ready else "not ready",
             "backend": backend_state,
             "database": database_state,
             "spooled_bytes": recorder.spool_bytes,
         }
+        if health is not None:
+            body["backend_health"] = health
         return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @router.get("/metrics")

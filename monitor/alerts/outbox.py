@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -46,6 +47,7 @@ class OutboxWorker:
         batch: int = 50,
         now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.receivers = {r.name: r for r in receivers}
@@ -56,6 +58,7 @@ class OutboxWorker:
         self.batch = batch
         self._now = now
         self._rng = rng or random.Random()
+        self._wall_clock = wall_clock  # signatures carry the real time, whatever `now` says
         self.delivered_total = 0
         self.failed_attempts_total = 0
         self.given_up_total = 0
@@ -85,7 +88,8 @@ class OutboxWorker:
             delivery.key,
         )
         secret = receiver.secret.get_secret_value() if receiver.secret else None
-        result = await attempt(outgoing, self.post, now.timestamp(), secret, receiver.timeout_s)
+        signed_at = self._wall_clock()
+        result = await attempt(outgoing, self.post, signed_at, secret, receiver.timeout_s)
         if result.delivered:
             self.delivered_total += 1
             await self._finish(delivery, "delivered", True, result.status, None)

@@ -40,7 +40,7 @@ SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
 SUMMARY_FIELDS: dict[str, str] = {
     "total_requests": "requests in the window",
-    "successful_requests": "requests with outcome ok in the window (0 when there were none)",
+    "successful_requests": "requests with outcome ok in the window (None without any request)",
     "success_rate": "successful / total, 0..1 (None without requests)",
     "mean_response_time_s": "mean end-to-end latency, seconds",
     "p95_response_time_s": "95th percentile latency, seconds (also p50_, p99_)",

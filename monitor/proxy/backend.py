@@ -129,13 +129,27 @@ class BackendClient:
         except UpstreamError as exc:
             raise BackendFailed(f"backend unreachable at {self.base}: {exc}") from exc
 
+    async def get_text(self, path: str, timeout_s: float = 5.0, limit: int = 8 << 20) -> str:
+        """A GET of a text resource (the backend's Prometheus metrics)."""
+        raw = await self._get(path, "text/plain", timeout_s, limit)
+        return raw.decode("utf-8", "replace")
+
     async def get_json(self, path: str, timeout_s: float = 5.0) -> Any:
         """A small GET used by readiness checks and model listing."""
+        raw = await self._get(path, "application/json", timeout_s)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BackendFailed(f"backend sent invalid JSON for GET {path}") from exc
+
+    async def _get(
+        self, path: str, accept: str, timeout_s: float, limit: int | None = None
+    ) -> bytes:
         try:
             async with asyncio_timeout(timeout_s):
-                upstream = await self.pool.request("GET", path, [("accept", "application/json")])
+                upstream = await self.pool.request("GET", path, [("accept", accept)])
                 try:
-                    raw = await upstream.read()
+                    raw = await upstream.read(limit)
                 finally:
                     upstream.release()
         except (UpstreamTimeout, TimeoutError) as exc:
@@ -148,10 +162,7 @@ class BackendClient:
             raise BackendFailed(
                 f"backend answered {upstream.status} to GET {path}", upstream_status=upstream.status
             )
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BackendFailed(f"backend sent invalid JSON for GET {path}") from exc
+        return raw
 
 
 async def iter_body(upstream: UpstreamResponse) -> AsyncIterator[bytes]:

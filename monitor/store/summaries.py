@@ -17,6 +17,8 @@ Definitions:
 - process memory: the backend process's mean RSS when it is probed, else this proxy's.
 - GPU memory and temperature: each GPU's mean over the window, then the highest GPU.
 - backend up: the latest health check in the window (1 healthy or degraded, 0 unhealthy).
+- energy: GPU joules attributed to the requests measured in the window, per request and per
+  1000 completion tokens (None without a GPU).
 """
 
 from __future__ import annotations
@@ -145,6 +147,15 @@ def _probes(conn: Connection, since: datetime, until: datetime) -> dict[str, flo
         found = [v for (m, _), v in means.items() if m == metric]
         return max(found) if found else None
 
+    sums = dict(
+        conn.execute(
+            select(_p.metric, func.sum(_p.value))
+            .where(*in_window, _p.metric.in_(("energy_j", "energy_requests", "energy_tokens")))
+            .group_by(_p.metric)
+        ).all()
+    )
+    joules, measured, tokens = (sums.get(k) for k in ("energy_j", "energy_requests",
+                                                        "energy_tokens"))  # fmt: skip
     backend_rss = mean_of("backend_rss_mb")
     latest_health = conn.execute(
         select(_p.value)
@@ -160,6 +171,8 @@ def _probes(conn: Connection, since: datetime, until: datetime) -> dict[str, flo
         "gpu_memory_pct": highest("gpu_memory_pct"),
         "gpu_temperature_c": highest("gpu_temperature_c"),
         "backend_up": float(latest_health) if latest_health is not None else None,
+        "energy_j_per_request": joules / measured if joules is not None and measured else None,
+        "energy_j_per_1k_tokens": 1000 * joules / tokens if joules is not None and tokens else None,
     }
 
 

@@ -1,0 +1,308 @@
+"""Alert evaluation over real records in a real database, with an injected clock, and the
+outbox delivering to a real webhook receiver (signatures, downtime, 500s, order, restarts)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from monitor.alerts.engine import AlertEngine
+from monitor.alerts.http import ThreadedPost
+from monitor.alerts.outbox import OutboxWorker
+from monitor.alerts.rules import AlertRule
+from monitor.alerts.signing import SIGNATURE_HEADER
+from monitor.alerts.webhooks import WebhookReceiver
+from monitor.record import RequestRecord
+from monitor.store import alerts as alert_store
+from monitor.store.inserts import insert_rows, record_row
+from monitor.store.samples import ProbeValue, write_probe_values
+from monitor.store.summaries import summarize
+from tests.support.webhook_receiver import ReceiverServer, RecordingReceiver
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+SECRET = "receiver-secret-123"
+
+
+class Clock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def success_rule(**overrides: object) -> AlertRule:
+    values: dict[str, object] = {
+        "name": "low_success_rate",
+        "metric": "success_rate",
+        "comparison": "<",
+        "threshold": 0.95,
+        "window": "60s",
+        "for": "20s",
+        "resolve_after": "30s",
+        "severity": "high",
+        "description": "Success rate below 95 %",
+    }
+    values.update(overrides)
+    return AlertRule.model_validate(values)
+
+
+def traffic(engine: Engine, at: datetime, outcome: str, count: int, prefix: str) -> None:
+    records = [
+        RequestRecord(
+            id=f"{prefix}-{i}",
+            ts=at + timedelta(milliseconds=i),
+            route="/v1/chat/completions",
+            protocol="openai",
+            outcome=outcome,  # type: ignore[arg-type]
+            http_status=200 if outcome == "ok" else 502,
+            latency_ms=100.0 + i,
+            completion_tokens=10,
+            tokens_per_s=50.0,
+        )
+        for i in range(count)
+    ]
+    insert_rows(engine, [record_row(r) for r in records])
+
+
+def receiver_config(server: ReceiverServer, **overrides: object) -> WebhookReceiver:
+    values: dict[str, object] = {"name": "ops", "url": server.url, "secret": SECRET,
+                                 "timeout_s": 5}  # fmt: skip
+    values.update(overrides)
+    return WebhookReceiver.model_validate(values)
+
+
+def outbox_for(
+    engine: Engine, receivers: list[WebhookReceiver], clock: Clock, **kwargs: object
+) -> OutboxWorker:
+    return OutboxWorker(
+        engine,
+        receivers,
+        ThreadedPost(),
+        now=clock,
+        rng=random.Random(7),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_summary_reads_requests_probes_and_the_baseline(engine: Engine) -> None:
+    traffic(engine, T0, "ok", 8, "ok")
+    traffic(engine, T0 + timedelta(seconds=1), "backend_error", 2, "err")
+    traffic(engine, T0 + timedelta(seconds=2), "blocked_input", 2, "blk")
+    traffic(engine, T0 + timedelta(seconds=3), "rate_limited", 3, "rl")
+    write_probe_values(
+        engine,
+        [
+            ProbeValue(T0, "system", "proxy_rss_mb", 100.0, "proxy:1"),
+            ProbeValue(T0 + timedelta(seconds=5), "system", "proxy_rss_mb", 300.0, "proxy:1"),
+            ProbeValue(T0, "gpu", "gpu_memory_pct", 50.0, "0"),
+            ProbeValue(T0, "gpu", "gpu_memory_pct", 97.0, "1"),
+            ProbeValue(T0, "health", "backend_up", 1.0, "b"),
+            ProbeValue(T0 + timedelta(seconds=9), "health", "backend_up", 0.0, "b"),
+        ],
+    )
+    found = summarize(engine, T0, T0 + timedelta(minutes=1))
+    f = found.fields
+    assert f["total_requests"] == 15
+    assert f["successful_requests"] == 8
+    assert f["success_rate"] == pytest.approx(8 / 10)  # refusals of ours are not failures
+    assert f["blocked_rate"] == pytest.approx(2 / 15)
+    assert f["mean_response_time_s"] == pytest.approx(0.1035)  # of the 8 ok: 100..107 ms
+    assert f["p50_response_time_s"] == pytest.approx(0.1035)
+    assert f["mean_tokens_per_s"] == 50.0
+    assert f["process_memory_mb"] == 200.0
+    assert f["gpu_memory_pct"] == 97.0
+    assert f["backend_up"] == 0.0  # the latest check wins
+    assert f["blocked_rate_baseline"] == pytest.approx(2 / 15)
+    empty = summarize(engine, T0 + timedelta(hours=2), T0 + timedelta(hours=3)).fields
+    assert empty["total_requests"] == 0
+    assert empty["successful_requests"] is None  # idle is not an outage
+    assert empty["success_rate"] is None and empty["backend_up"] is None
+
+
+async def test_fires_once_resolves_once_and_delivers_signed(engine: Engine) -> None:
+    clock = Clock()
+    receiver = RecordingReceiver(secret=SECRET)
+    with ReceiverServer(receiver) as server:
+        receivers = [receiver_config(server)]
+        alerts = AlertEngine(engine, [success_rule()], receivers, now=clock)
+        outbox = outbox_for(engine, receivers, clock)
+
+        traffic(engine, clock.now - timedelta(seconds=30), "backend_error", 10, "down")
+        assert await alerts.step() == []  # pending: breaching, but not yet for 20 s
+        assert [a.state for a in alerts.tracker.active()] == ["pending"]
+        clock.advance(10)
+        assert await alerts.step() == []
+        clock.advance(15)
+        fired = await alerts.step()
+        assert [n.kind for n in fired] == ["firing"]
+        clock.advance(5)
+        assert await alerts.step() == []  # still breaching: no second notification
+
+        assert await outbox.step() == 1
+        (firing,) = receiver.wait_for(1)
+        assert firing.verified is True
+        assert SIGNATURE_HEADER.lower() in firing.headers
+        payload = firing.json()
+        assert (payload["alert"], payload["state"], payload["severity"]) == (
+            "low_success_rate", "firing", "high")  # fmt: skip
+        assert payload["value"] == 0.0 and payload["threshold"] == 0.95
+
+        # recovery: good traffic replaces the bad in the window, clear for 30 s → resolved
+        clock.advance(61)
+        traffic(engine, clock.now - timedelta(seconds=5), "ok", 10, "up")
+        assert await alerts.step() == []
+        clock.advance(31)
+        traffic(engine, clock.now - timedelta(seconds=5), "ok", 10, "up2")
+        resolved = await alerts.step()
+        assert [n.kind for n in resolved] == ["resolved"]
+        await outbox.step()
+        deliveries = receiver.wait_for(2)
+        assert [d.headers["x-gemma-monitor-event"] for d in deliveries] == ["firing", "resolved"]
+        assert await outbox.step() == 0  # nothing left: exactly once per transition
+    stored = alert_store.list_alerts(engine)
+    assert [(a["rule"], a["state"]) for a in stored] == [("low_success_rate", "resolved")]
+    events = alert_store.alert_history(engine, stored[0]["fingerprint"])
+    assert [e["kind"] for e in events] == ["pending", "firing", "resolved"]
+    rows = alert_store.list_deliveries(engine)
+    assert {(d.kind, d.status, d.attempts) for d in rows} == {
+        ("firing", "delivered", 1),
+        ("resolved", "delivered", 1),
+    }
+
+
+async def test_receiver_down_then_500s_loses_nothing_and_keeps_order(engine: Engine) -> None:
+    clock = Clock()
+    receiver = RecordingReceiver(secret=SECRET)
+    server = ReceiverServer(receiver)  # not up yet: connection refused
+    receivers = [receiver_config(server)]
+    alerts = AlertEngine(engine, [success_rule(**{"for": 0, "resolve_after": 0})], receivers,
+                         now=clock)  # fmt: skip
+    outbox = outbox_for(engine, receivers, clock, retry_base_s=2.0, retry_cap_s=20.0)
+
+    traffic(engine, clock.now - timedelta(seconds=10), "backend_error", 5, "a")
+    assert [n.kind for n in await alerts.step()] == ["firing"]
+    clock.advance(120)  # the bad traffic leaves the window
+    traffic(engine, clock.now - timedelta(seconds=10), "ok", 5, "b")
+    assert [n.kind for n in await alerts.step()] == ["resolved"]
+
+    # down: the firing one is attempted (refused) and rescheduled; the resolved one waits
+    for _ in range(3):
+        assert await outbox.step() == 1
+        clock.advance(30)
+    pending = alert_store.list_deliveries(engine, status="pending")
+    assert len(pending) == 2
+    firing_row = next(d for d in pending if d.kind == "firing")
+    assert firing_row.attempts == 3 and firing_row.last_status is None
+    assert "Connection refused" in (firing_row.last_error or "") or firing_row.last_error
+
+    server.up()
+    try:
+        receiver.fail_next(1, status=503)
+        assert await outbox.step() == 1  # firing again: 503, retryable
+        clock.advance(30)
+        assert await outbox.step() == 1  # firing delivered
+        clock.advance(1)
+        assert await outbox.step() == 1  # then resolved
+        deliveries = receiver.wait_for(2)
+        assert [d.headers["x-gemma-monitor-event"] for d in deliveries] == ["firing", "resolved"]
+        assert all(d.verified for d in deliveries)
+        keys = [d.key for d in receiver.deliveries]
+        assert len(set(keys)) == 2  # retries reuse the notification's idempotency key
+    finally:
+        server.down()
+    rows = {d.kind: d for d in alert_store.list_deliveries(engine)}
+    assert rows["firing"].status == "delivered" and rows["firing"].attempts == 5
+    assert rows["resolved"].status == "delivered"
+
+
+async def test_permanent_refusal_and_removed_receiver_are_failed(engine: Engine) -> None:
+    clock = Clock()
+    receiver = RecordingReceiver()
+    with ReceiverServer(receiver) as server:
+        receivers = [receiver_config(server, secret=None), receiver_config(server, name="gone")]
+        alerts = AlertEngine(engine, [success_rule(**{"for": 0})], receivers, now=clock)
+        traffic(engine, clock.now - timedelta(seconds=10), "backend_error", 5, "a")
+        await alerts.step()
+        outbox = outbox_for(engine, receivers[:1], clock)  # "gone" left the configuration
+        receiver.fail_next(1, status=404)
+        assert await outbox.step() == 2
+        clock.advance(600)
+        assert await outbox.step() == 0
+    rows = {d.receiver: d for d in alert_store.list_deliveries(engine)}
+    assert rows["ops"].status == "failed" and rows["ops"].last_status == 404
+    assert rows["gone"].status == "failed"
+    assert rows["gone"].last_error == "receiver no longer configured"
+    assert rows["gone"].attempts == 0
+
+
+async def test_a_restart_neither_fires_nor_resolves_twice(engine: Engine) -> None:
+    clock = Clock()
+    rule = success_rule(**{"for": 0})
+    first = AlertEngine(engine, [rule], [], now=clock)
+    traffic(engine, clock.now - timedelta(seconds=10), "backend_error", 5, "a")
+    assert [n.kind for n in await first.step()] == ["firing"]
+
+    clock.advance(5)
+    second = AlertEngine(engine, [rule], [], now=clock)  # a new process on the same database
+    assert await second.step() == []
+    assert [a.state for a in second.tracker.active()] == ["firing"]
+    assert await second.acknowledge(second.tracker.active()[0].fingerprint, "alice")
+    (stored,) = alert_store.list_alerts(engine, state="firing")
+    assert stored["acknowledged_by"] == "alice"
+
+
+async def test_a_dead_database_delays_notifications_without_losing_them(
+    engine: Engine,
+) -> None:
+    clock = Clock()
+    receiver = RecordingReceiver()
+    with ReceiverServer(receiver) as server:
+        receivers = [receiver_config(server, secret=None)]
+        alerts = AlertEngine(engine, [success_rule(**{"for": 0})], receivers, now=clock)
+        await alerts.start()
+        traffic(engine, clock.now - timedelta(seconds=10), "backend_error", 5, "a")
+        summaries = alerts._summaries(clock.now)  # read while the database is up
+
+        def broken_save(*args: object, **kwargs: object) -> None:
+            raise ConnectionError("database unreachable")
+
+        real_save = alert_store.save_step
+        alerts._summaries = lambda now: summaries  # type: ignore[method-assign]
+        alert_store.save_step = broken_save  # type: ignore[assignment]
+        try:
+            with pytest.raises(ConnectionError):
+                await alerts.step()
+        finally:
+            alert_store.save_step = real_save  # type: ignore[assignment]
+        assert alert_store.list_deliveries(engine) == []
+        clock.advance(5)
+        assert await alerts.step() == []  # no new transition, but the saved-up one is stored
+        outbox = outbox_for(engine, receivers, clock)
+        await outbox.step()
+        (delivery,) = receiver.wait_for(1)
+        assert json.loads(delivery.body)
+
+
+async def test_concurrent_outbox_workers_deliver_each_notification_once(engine: Engine) -> None:
+    clock = Clock()
+    receiver = RecordingReceiver()
+    with ReceiverServer(receiver) as server:
+        receivers = [receiver_config(server, secret=None)]
+        rules = [success_rule(name=f"rule_{i}", **{"for": 0}) for i in range(6)]
+        alerts = AlertEngine(engine, rules, receivers, now=clock)
+        traffic(engine, clock.now - timedelta(seconds=10), "backend_error", 5, "a")
+        assert len(await alerts.step()) == 6
+        one, two = outbox_for(engine, receivers, clock), outbox_for(engine, receivers, clock)
+        counts = await asyncio.gather(one.step(), two.step())
+        assert sum(counts) == 6
+        receiver.wait_for(6)
+        assert len(receiver.deliveries) == 6
