@@ -12,17 +12,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 
 from monitor.admin import admin_router
+from monitor.admin_monitoring import monitoring_router
 from monitor.config import Settings
+from monitor.guard.model_guard import ClassifierFactory
 from monitor.metrics import Metrics
+from monitor.monitoring import Monitoring
 from monitor.ops import ops_router
 from monitor.proxy.admission import Admission, build_limiter
 from monitor.proxy.backend import BackendClient
 from monitor.proxy.exchange import Receive, Scope, Send
-from monitor.proxy.guarding import build_guard
+from monitor.proxy.guarding import GuardStep, build_guard
 from monitor.proxy.handler import GENERATION_ROUTES, ProxyHandler
 from monitor.proxy.listing import listing_router
 from monitor.record import RequestRecord
@@ -43,6 +47,7 @@ class Services:
     metrics: Metrics
     handler: ProxyHandler
     admission: Admission
+    monitoring: Monitoring
 
 
 class MonitorApp:
@@ -62,7 +67,11 @@ class MonitorApp:
         await self.api(scope, receive, send)
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(
+    settings: Settings,
+    classifiers: ClassifierFactory | None = None,
+    monitoring_options: dict[str, Any] | None = None,
+) -> Services:
     engine = make_engine(settings.database_url)
     if settings.auto_migrate:
         upgrade(settings.database_url)
@@ -73,36 +82,58 @@ def build_services(settings: Settings) -> Services:
     metrics.track_recorder(recorder)
     backend = BackendClient(settings)
     admission = Admission(settings, build_limiter(settings))
+    monitoring = Monitoring.from_settings(settings, engine, backend, **(monitoring_options or {}))
+    metrics.registry.register(monitoring.collector())
 
     def submit(record: RequestRecord) -> None:
         metrics.observe(record)
+        monitoring.observe(record)
         recorder.submit(record)
 
-    handler = ProxyHandler(settings, backend, admission, build_guard(settings.policies), submit)
+    def guard() -> GuardStep | None:  # at start-up, and again on each policy reload
+        return build_guard(settings.policies, classifiers, metrics.observe_classifier)
+
+    handler = ProxyHandler(settings, backend, admission, guard, submit)
     metrics.track_inflight(lambda: handler.inflight)
-    return Services(settings, backend, recorder, metrics, handler, admission)
+    return Services(settings, backend, recorder, metrics, handler, admission, monitoring)
 
 
-def create_app(settings: Settings) -> MonitorApp:
+def create_app(
+    settings: Settings,
+    *,
+    classifiers: ClassifierFactory | None = None,
+    monitoring_options: dict[str, Any] | None = None,
+) -> MonitorApp:
     """Build the app. Raises `NotMigratedError` when the database is behind and
-    `auto_migrate` is off."""
-    services = build_services(settings)
+    `auto_migrate` is off, `PolicyError` for a bad policy. `classifiers` builds the guard's
+    model classifiers (default: the ShieldGemma ones, when the policy has model checks);
+    `monitoring_options` go to `Monitoring.from_settings` (an NVML reader, a webhook POST,
+    a clock)."""
+    services = build_services(settings, classifiers, monitoring_options)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.backend.open()
         await services.recorder.start()
+        await services.monitoring.start()
         try:
             yield
         finally:
             await _drain(services)
 
     api = FastAPI(title="Gemma Monitor", lifespan=lifespan, docs_url=None, redoc_url=None)
-    api.include_router(ops_router(services.backend, services.recorder, services.metrics, settings))
+    api.include_router(
+        ops_router(
+            services.backend, services.recorder, services.metrics, settings, services.monitoring
+        )
+    )
     api.include_router(listing_router(services.backend, settings.backend_protocol))
     if settings.admin_token is not None:
         api.include_router(
             admin_router(settings.admin_token, services.admission, services.handler.reload_policy)
+        )
+        api.include_router(
+            monitoring_router(settings.admin_token, services.monitoring, services.recorder.engine)
         )
     return MonitorApp(services, api)
 
@@ -116,7 +147,9 @@ async def _drain(services: Services) -> None:
             await asyncio.wait_for(handler.idle.wait(), services.settings.drain_timeout_s)
         except TimeoutError:
             log.warning("%d requests still running after the drain timeout", handler.inflight)
+    await services.monitoring.stop()
     await services.backend.close()
+    await handler.aclose()  # the guard's classifiers (models, connections)
     if services.admission.limiter is not None:
         await services.admission.limiter.aclose()
     await services.recorder.stop()

@@ -9,6 +9,7 @@ from typing import Any
 
 from monitor.app import MonitorApp, create_app
 from monitor.config import Settings
+from monitor.guard.model_guard import ClassifierFactory
 from monitor.record import RequestRecord
 from monitor.store.queries import get_request, recent_requests
 from tests.support.servers import ThreadedServer
@@ -61,12 +62,21 @@ def proxy_settings(backend_url: str, directory: Path, **overrides: Any) -> Setti
         "recorder_retry_interval_s": 0.2,
         "read_timeout_s": 10.0,
         "drain_timeout_s": 10.0,
+        # Background workers stay off unless a test turns them on: a health check would be
+        # one more request at the fake backend, which many tests count.
+        "probes": {"enabled": False},
+        "health": {"enabled": False},
+        "alerts": {"enabled": False},
     }
     values.update(overrides)
     return Settings.model_validate(values)
 
 
-def start_proxy(settings: Settings) -> RunningProxy:
-    app = create_app(settings)
+def start_proxy(
+    settings: Settings,
+    classifiers: ClassifierFactory | None = None,
+    monitoring_options: dict[str, Any] | None = None,
+) -> RunningProxy:
+    app = create_app(settings, classifiers=classifiers, monitoring_options=monitoring_options)
     server = ThreadedServer(app, timeout_graceful_shutdown=int(settings.drain_timeout_s)).start()
     return RunningProxy(server.url, app, settings, server)
