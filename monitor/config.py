@@ -40,7 +40,7 @@ class SettingsError(Exception):
     """Raised when the settings cannot be loaded; the message names the file or field."""
 
 
-Scorer = Literal["heuristic", "embedding", "judge"]
+Scorer = Literal["heuristic", "embedding", "judge", "guard"]
 
 
 class _Section(BaseModel):
@@ -101,9 +101,10 @@ class QualitySettings(_Section):
         description="Share of successful requests scored (0 turns it off).",
     )
     scorers: list[Scorer] = Field(
-        default_factory=lambda: list[Scorer](["heuristic"]),
+        default_factory=lambda: list[Scorer](["heuristic", "guard"]),
         description="heuristic (the seed's four scores), embedding (all-MiniLM-L6-v2, the "
-        "`quality` extra), judge (the backend Gemma rates the answer 1-5).",
+        "`quality` extra), judge (the backend Gemma rates the answer 1-5), guard (safety "
+        "from the guard's findings on the request).",
     )
     queue_size: int = Field(
         default=1000, ge=1, description="Requests waiting to be scored, at most."

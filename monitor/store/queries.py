@@ -92,6 +92,12 @@ def get_request(engine: Engine, request_id: str) -> RequestRecord | None:
     return record
 
 
+def request_exists(engine: Engine, request_id: str) -> bool:
+    """Whether a request with this id is stored."""
+    with engine.connect() as conn:
+        return conn.execute(select(_t.id).where(_t.id == request_id)).first() is not None
+
+
 def request_ids(engine: Engine) -> set[str]:
     """Every stored request id (for tests and consistency checks on small tables)."""
     with engine.connect() as conn:
