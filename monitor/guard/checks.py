@@ -3,7 +3,8 @@
 A check is one rule of a policy: what to look for, with which parameters, and the `action`
 its findings take (`block`, `redact` or `flag`). The detection code for each lives in its own
 module (`validation`, `sanitize`, `pii`, `credentials`, `injection`, `denylist`); the model
-classifier for `shieldgemma` comes separately and only its declaration lives here.
+classifiers for `shieldgemma` (text) and `shieldgemma2` (images) come separately and only
+their declarations live here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -280,6 +281,112 @@ class ShieldGemmaCheck(_Check):
         return {h.harm: self.threshold if h.threshold is None else h.threshold for h in self.harms}
 
 
+class ImagePolicy(StrEnum):
+    """ShieldGemma 2's image policies: the keys of its processor's policy definitions."""
+
+    DANGEROUS = "dangerous"
+    SEXUAL = "sexual"
+    VIOLENCE = "violence"
+
+
+class ImagePolicyThreshold(BaseModel):
+    """One ShieldGemma 2 image policy and, optionally, its own threshold. A bare policy name
+    (`- sexual`) is accepted for `{policy: sexual}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: ImagePolicy = Field(description="dangerous, sexual or violence.")
+    threshold: Probability | None = Field(
+        default=None,
+        description="P(Yes) at or above which the image violates it; the check's otherwise.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"policy": value.strip().lower()}
+        return value
+
+
+class ShieldGemma2Check(_Check):
+    """ShieldGemma 2 image classification of the images a request carries (OpenAI `image_url`
+    parts, Ollama `images`): one forward pass per (image, policy), P(Yes) vs threshold.
+    Input stage only. Declared here; run by the image classifier, not the rules engine."""
+
+    type: Literal["shieldgemma2"]
+    model: str = Field(
+        default="google/shieldgemma-2-4b-it", description="Hub id or local path of the weights."
+    )
+    policies: list[ImagePolicyThreshold] = Field(
+        default_factory=lambda: [ImagePolicyThreshold(policy=p) for p in ImagePolicy],
+        description="The image policies to check (all three when omitted).",
+        min_length=1,
+    )
+    threshold: Probability = Field(default=0.5, description="Default threshold for every policy.")
+    action: Literal["block", "flag"] = Field(default="block", description="What a violation does.")
+    on_error: Literal["block", "allow"] = Field(
+        default="block",
+        description="When an image cannot be checked (bad base64, not an image, too large, "
+        "fetch failed, more than `max_images`) or the classifier fails or times out: "
+        "`block` (fail closed) or `allow`.",
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Give up on the classifier after this."
+    )
+    fetch_urls: bool = Field(
+        default=False,
+        description="Fetch http(s) image URLs to check them. Off by default: the proxy then "
+        "contacts no host a client names; a URL image is not checked, and a finding says so "
+        "(see `unfetched_urls`).",
+    )
+    unfetched_urls: Literal["flag", "block"] = Field(
+        default="flag",
+        description="What an image URL that is not fetched (`fetch_urls: false`, or not "
+        "http/https) does: `flag` records that it was not checked, `block` refuses it.",
+    )
+    fetch_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="With `fetch_urls`: give up on a URL after this."
+    )
+    max_image_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1,
+        le=100 * 1024 * 1024,
+        description="Larger images (decoded, or fetched) are not checked (`on_error`).",
+    )
+    max_images: int = Field(
+        default=8, ge=1, le=256, description="Check at most this many images per request."
+    )
+    device: str = Field(
+        default="cpu",
+        description="The torch device (`cpu`, `cuda`, `cuda:1`). Checks naming the same model "
+        "and device share one loaded copy.",
+        pattern=r"^(cpu|cuda(:\d+)?|mps)$",
+    )
+    batch_size: int = Field(
+        default=12,
+        ge=1,
+        le=256,
+        description="At most this many (image, policy) rows per forward pass.",
+    )
+
+    @field_validator("policies")
+    @classmethod
+    def _distinct(cls, policies: list[ImagePolicyThreshold]) -> list[ImagePolicyThreshold]:
+        seen: set[ImagePolicy] = set()
+        for index, item in enumerate(policies):
+            if item.policy in seen:
+                raise ValueError(at(f"[{index}].policy", f"{item.policy.value} is listed twice"))
+            seen.add(item.policy)
+        return policies
+
+    def thresholds(self) -> dict[ImagePolicy, float]:
+        """Each policy's effective threshold."""
+        return {
+            p.policy: self.threshold if p.threshold is None else p.threshold for p in self.policies
+        }
+
+
 InputCheck = Annotated[
     ValidationCheck
     | LengthCheck
@@ -287,7 +394,8 @@ InputCheck = Annotated[
     | PiiCheck
     | InjectionCheck
     | DenyListCheck
-    | ShieldGemmaCheck,
+    | ShieldGemmaCheck
+    | ShieldGemma2Check,
     Field(discriminator="type"),
 ]
 OutputCheck = Annotated[
@@ -295,5 +403,5 @@ OutputCheck = Annotated[
     Field(discriminator="type"),
 ]
 CHECK_TYPES = frozenset(
-    {"validation", "length", "sanitize", "pii", "injection", "denylist", "shieldgemma"}
+    {"validation", "length", "sanitize", "pii", "injection", "denylist", "shieldgemma", "shieldgemma2"}
 )

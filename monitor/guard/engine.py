@@ -4,8 +4,9 @@
 (no I/O, nothing shared between calls), cost microseconds, and always return a `Verdict`.
 Checks run in policy order and each sees the text as earlier checks redacted it; the first
 check whose findings block ends the stage, because nothing after can change a block and a
-blocked 1 MB prompt should not be scanned further. `shieldgemma` checks are listed in
-`Verdict.skipped`: the model classifier runs them, and its verdict combines with this one.
+blocked 1 MB prompt should not be scanned further. `shieldgemma` and `shieldgemma2` checks are
+listed in `Verdict.skipped`: the model classifiers run them, and their verdict combines with
+this one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from monitor.guard.checks import ShieldGemmaCheck, ValidationCheck
+from monitor.guard.checks import ShieldGemma2Check, ShieldGemmaCheck, ValidationCheck
 from monitor.guard.messages import Segment, segments, with_texts
 from monitor.guard.policy import Policy
 from monitor.guard.rules import TextRule, compile_rule
@@ -151,7 +152,7 @@ def _reads(rule: TextRule, segment: Segment) -> bool:
 
 
 def _step(check: Any) -> _Step:
-    if isinstance(check, ShieldGemmaCheck):
+    if isinstance(check, ShieldGemmaCheck | ShieldGemma2Check):
         return check.key
     if isinstance(check, ValidationCheck):
         return check

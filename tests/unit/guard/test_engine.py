@@ -158,6 +158,9 @@ def test_model_checks_are_listed_as_skipped() -> None:
     guard = Guard(load_policy("policies/shieldgemma.yaml"))
     assert guard.check_input(user("hi")).skipped == ("shieldgemma",)
     assert guard.check_output("hi").skipped == ("shieldgemma",)
+    images = Guard(load_policy("policies/multimodal.yaml"))
+    assert images.check_input(user("hi")).skipped == ("shieldgemma2",)
+    assert images.check_output("hi").skipped == ()
 
 
 def test_verdict_as_dict_is_json_ready_and_carries_no_content() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.guard.checks import Harm, ShieldGemmaCheck
+from monitor.guard.checks import Harm, ImagePolicy, ShieldGemma2Check, ShieldGemmaCheck
 from monitor.guard.loader import PolicyError, load_policies, load_policy, parse_policy
 from monitor.guard.policy import StreamMode
 
@@ -23,7 +23,7 @@ def error_of(tmp_path: Path, text: str, name: str = "strict.yaml") -> str:
 
 def test_shipped_policies_load() -> None:
     policies = load_policies(POLICIES)
-    assert set(policies) == {"default", "strict", "shieldgemma"}
+    assert set(policies) == {"default", "strict", "shieldgemma", "multimodal"}
     assert all(p.model_checks() == [] for n, p in policies.items() if n != "shieldgemma")
     default = policies["default"]
     assert [c.type for c in default.input.checks][:2] == ["validation", "length"]
@@ -46,6 +46,29 @@ def test_shieldgemma_checks_are_declared_with_harms_and_thresholds() -> None:
     output = stages[1][1]
     assert {h.harm for h in output.harms} == set(Harm)  # titles like "Hate Speech" accepted
     assert Harm.SEXUALLY_EXPLICIT.display_name == "Sexually Explicit Information"
+
+
+def test_shieldgemma2_image_check_is_declared_with_policies_and_thresholds() -> None:
+    policy = load_policy(POLICIES / "multimodal.yaml")
+    [check] = [c for c in policy.input.checks if isinstance(c, ShieldGemma2Check)]
+    assert check.thresholds() == {
+        ImagePolicy.DANGEROUS: 0.5,
+        ImagePolicy.SEXUAL: 0.4,
+        ImagePolicy.VIOLENCE: 0.5,
+    }
+    assert (check.on_error, check.fetch_urls, check.unfetched_urls) == ("block", False, "flag")
+    assert check.max_image_bytes == 5 * 1024 * 1024 and check.max_images == 4
+    bare = parse_policy("input:\n  checks:\n    - {type: shieldgemma2, policies: [Sexual]}\n")
+    [only] = bare.input.checks
+    assert isinstance(only, ShieldGemma2Check)
+    assert only.thresholds() == {ImagePolicy.SEXUAL: 0.5}
+    assert (only.model, only.action, only.fetch_urls) == (
+        "google/shieldgemma-2-4b-it",
+        "block",
+        False,
+    )
+    every = parse_policy("input:\n  checks:\n    - {type: shieldgemma2}\n").input.checks[0]
+    assert isinstance(every, ShieldGemma2Check) and set(every.thresholds()) == set(ImagePolicy)
 
 
 def test_defaults_fill_in() -> None:
@@ -107,6 +130,46 @@ def test_defaults_fill_in() -> None:
         (
             "input:\n  checks:\n    - type: shieldgemma\n      harms: [{harm: harassment}]\n      on_error: maybe\n",
             "strict.yaml: input.checks[0].on_error: Input should be 'block' or 'allow'",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, policies: [hate]}\n",
+            "strict.yaml: input.checks[0].policies[0].policy: Input should be 'dangerous'",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, policies: [sexual, {policy: sexual}]}\n",
+            "strict.yaml: input.checks[0].policies[1].policy: sexual is listed twice",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, policies: []}\n",
+            "strict.yaml: input.checks[0].policies: List should have at least 1",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, policies: [{policy: violence, threshold: 2}]}\n",
+            "strict.yaml: input.checks[0].policies[0].threshold: Input should be less than or equal to 1",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, on_error: flag}\n",
+            "strict.yaml: input.checks[0].on_error: Input should be 'block' or 'allow'",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, action: redact}\n",
+            "strict.yaml: input.checks[0].action: Input should be 'block' or 'flag'",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, fetch_url: true}\n",
+            "strict.yaml: input.checks[0].fetch_url: Extra inputs are not permitted",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, max_image_bytes: 0}\n",
+            "strict.yaml: input.checks[0].max_image_bytes: Input should be greater than or equal to 1",
+        ),
+        (
+            "input:\n  checks:\n    - {type: shieldgemma2, timeout_s: 0}\n",
+            "strict.yaml: input.checks[0].timeout_s: Input should be greater than 0",
+        ),
+        (
+            "output:\n  checks:\n    - type: shieldgemma2\n",
+            "strict.yaml: output.checks[0]: Input tag 'shieldgemma2'",
         ),
         (
             "output:\n  streaming: {mode: sometimes}\n",
