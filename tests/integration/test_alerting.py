@@ -74,8 +74,7 @@ def traffic(engine: Engine, at: datetime, outcome: str, count: int, prefix: str)
 
 
 def receiver_config(server: ReceiverServer, **overrides: object) -> WebhookReceiver:
-    values: dict[str, object] = {"name": "ops", "url": server.url, "secret": SECRET,
-                                 "timeout_s": 5}  # fmt: skip
+    values: dict[str, object] = {"name": "ops", "url": server.url, "secret": SECRET, "timeout_s": 5}
     values.update(overrides)
     return WebhookReceiver.model_validate(values)
 
@@ -153,7 +152,10 @@ async def test_fires_once_resolves_once_and_delivers_signed(engine: Engine) -> N
         assert SIGNATURE_HEADER.lower() in firing.headers
         payload = firing.json()
         assert (payload["alert"], payload["state"], payload["severity"]) == (
-            "low_success_rate", "firing", "high")  # fmt: skip
+            "low_success_rate",
+            "firing",
+            "high",
+        )
         assert payload["value"] == 0.0 and payload["threshold"] == 0.95
 
         # recovery: good traffic replaces the bad in the window, clear for 30 s → resolved
@@ -184,8 +186,9 @@ async def test_receiver_down_then_500s_loses_nothing_and_keeps_order(engine: Eng
     receiver = RecordingReceiver(secret=SECRET)
     server = ReceiverServer(receiver)  # not up yet: connection refused
     receivers = [receiver_config(server)]
-    alerts = AlertEngine(engine, [success_rule(**{"for": 0, "resolve_after": 0})], receivers,
-                         now=clock)  # fmt: skip
+    alerts = AlertEngine(
+        engine, [success_rule(**{"for": 0, "resolve_after": 0})], receivers, now=clock
+    )
     outbox = outbox_for(engine, receivers, clock, retry_base_s=2.0, retry_cap_s=20.0)
 
     traffic(engine, clock.now - timedelta(seconds=10), "backend_error", 5, "a")
