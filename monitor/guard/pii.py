@@ -44,6 +44,14 @@ _PHONE_US: Final = re.compile(
     r"(?:1[ .-])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}"
     r"(?!\w|[.-][0-9])"
 )
+# National numbers behind a trunk prefix 0 (UK, Germany, France and most of Europe): an area
+# code of 3-5 digits (in parentheses, or followed by a space, `/`, `.` or `-`) and one to
+# three groups of 3-8 digits with one kind of separator; or French-style five pairs.
+_PHONE_NATIONAL: Final = re.compile(
+    r"(?:\(0[1-9][0-9]{1,3}+\) ?|0[1-9][0-9]{1,3}+[ /.-])[0-9]{3,8}+"
+    r"(?:([ .-])[0-9]{3,8}+(?:\1[0-9]{3,8}+)?)?"
+)
+_PHONE_PAIRS: Final = re.compile(r"0[1-9]([ .-])[0-9]{2}(?:\1[0-9]{2}){3}")
 _CARD: Final = re.compile(r"[0-9](?:[ -]?[0-9]){12,18}(?!\w|[.-][0-9])")
 _IBAN: Final = re.compile(r"[A-Z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,31}")
 _SSN: Final = re.compile(r"([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?!\w|[.-][0-9])")
@@ -167,6 +175,52 @@ def _us_phone(text: str, start: int) -> tuple[int, Hit | None]:
     return match.end(), _hit(PiiType.PHONE, start, match.end(), "US phone number")
 
 
+def _phone(text: str, start: int) -> tuple[int, Hit | None]:
+    if text[start] == "0":
+        return _national_phone(text, start)
+    return _us_phone(text, start)
+
+
+def _national_phone(text: str, start: int) -> tuple[int, Hit | None]:
+    """A national number with a trunk 0: 9 to 12 digits in all, grouped (a bare run of digits
+    is an id), ending where the number ends (not inside a longer grouped number)."""
+    if start > 0 and text[start - 1] == "(":
+        begin = start - 1
+        if not _after_token(text, begin, "+.-"):
+            return start, None
+        candidates: tuple[re.Match[str] | None, ...] = (_PHONE_NATIONAL.match(text, begin),)
+    else:
+        begin = start
+        candidates = (_PHONE_PAIRS.match(text, start), _PHONE_NATIONAL.match(text, start))
+    for match in candidates:
+        if match is None or not _phone_ends(text, match.end()):
+            continue
+        raw = match.group()
+        digits = sum(c.isdigit() for c in raw)
+        groups = raw.replace("(", " ").replace(")", " ").replace("/", " ")
+        sizes = [len(g) for g in re.split(r"[ .-]+", groups.strip())]
+        if "." in raw and max(sizes) < 4 and match.re is _PHONE_NATIONAL:
+            continue  # 010.100.100.100: an address or a version, not a phone
+        if 9 <= digits <= 12:
+            return match.end(), _hit(PiiType.PHONE, begin, match.end(), "national phone number")
+    return start, None
+
+
+def _phone_ends(text: str, end: int) -> bool:
+    """Nothing glued to the number, and no further group of 3+ digits: `0123 4567 8901 2345`
+    is a longer number (a card), not a phone and a remainder."""
+    if end >= len(text):
+        return True
+    if text[end].isalnum() or text[end] == "_":
+        return False
+    if text[end] in " ./-" and text[end + 1 : end + 2].isdigit():
+        run = end + 1
+        while run < len(text) and text[run].isdigit():
+            run += 1
+        return text[end] == " " and run - end - 1 < 3
+    return True
+
+
 def _ipv4(text: str, start: int) -> tuple[int, Hit | None]:
     match = _IPV4.match(text, start)
     if match is None:
@@ -215,6 +269,8 @@ def _ssn_shaped(text: str, start: int, end: int, follow: str) -> bool:
 
 
 def _phone_shaped(text: str, start: int, end: int, follow: str) -> bool:
+    if text[start] == "0":  # a national trunk prefix: an area code of 2-5 digits
+        return 2 <= end - start <= 5 and follow in (" ", ".", "-", ")", "/")
     return (end - start == 3 and follow in (" ", ".", "-", ")")) or (
         end - start == 1 and follow != ""
     )
@@ -235,7 +291,7 @@ _AT_DIGITS: Final[dict[PiiType, tuple[_Shaped, _Matcher, str]]] = {
     # kind: (cheap shape test, matcher tried at the run, characters that may not precede it)
     PiiType.CARD: (_card_shaped, _card, ".-"),
     PiiType.SSN: (_ssn_shaped, _ssn, ".-"),
-    PiiType.PHONE: (_phone_shaped, _us_phone, "+.-"),
+    PiiType.PHONE: (_phone_shaped, _phone, "+.-"),
     PiiType.IP: (_ipv4_shaped, _ipv4, "."),
     PiiType.IBAN: (_iban_shaped, _iban, "\x00"),  # _iban checks its own boundary
 }

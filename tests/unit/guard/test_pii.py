@@ -199,3 +199,43 @@ def test_checksums() -> None:
     assert iban_valid("DE89370400440532013000") and not iban_valid("DE89370400440532013001")
     assert not iban_valid("DE89") and not iban_valid("DE8937040044053201300٣")
     assert ssn_valid("123", "45", "6789") and not ssn_valid("666", "45", "6789")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call (415) 555-0132 today", "call [PHONE] today"),
+        ("415-555-0132", "[PHONE]"),
+        ("UK office 020 7946 0958.", "UK office [PHONE]."),
+        ("mobile 07700 900123", "mobile [PHONE]"),
+        ("Manchester 0161 496 0000", "Manchester [PHONE]"),
+        ("Berlin 030 1234567", "Berlin [PHONE]"),
+        ("030/1234567", "[PHONE]"),
+        ("(030) 1234567", "[PHONE]"),
+        ("München 089-12345678", "München [PHONE]"),
+        ("Paris 01 23 45 67 89", "Paris [PHONE]"),
+        ("portable 06.12.34.56.78", "portable [PHONE]"),
+        ("020 7946 0958 2 times", "[PHONE] 2 times"),
+    ],
+)
+def test_national_phones(text: str, expected: str) -> None:
+    assert redacted(text, PiiType.PHONE) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dates 01.02.2024 10:30 and 01 02 2024",
+        "version 0.12.3 and v01.23.45",
+        "010.100.100.100",
+        "0123 4567 8901 2345",  # a longer grouped number: a card, not a phone and a remainder
+        "order 0123456789",  # a bare run of digits is an id
+        "ISBN 0-306-40615-2",
+        "at 09:30, room 0 2024",
+        "card ending 0123 4567",
+        "ref 01-23-45-67-89x",
+        "from 2024-01-15 to 15.01.2024",
+    ],
+)
+def test_not_national_phones(text: str) -> None:
+    assert redacted(text, PiiType.PHONE) == text
