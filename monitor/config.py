@@ -383,6 +383,7 @@ class Settings(BaseSettings):
                 raise SettingsError(f"config file {path} must hold a mapping of settings")
             data = loaded or {}
         from_env = _set_by_environment(cls)
+        data = _without_nested_env(cls, data)
         given = {k: v for k, v in overrides.items() if v is not None}
         try:
             settings = cls(**({k: v for k, v in data.items() if k not in from_env} | given))
@@ -396,6 +397,32 @@ def _set_by_environment(cls: type[Settings]) -> set[str]:
     names = {name.upper() for name in os.environ}
     prefix = str(cls.model_config.get("env_prefix") or "").upper()
     return {field for field in cls.model_fields if f"{prefix}{field.upper()}" in names}
+
+
+def _without_nested_env(cls: type[Settings], data: dict[str, Any]) -> dict[str, Any]:
+    """The file's settings less the keys of sections that a nested variable sets
+    (`MONITOR_HEALTH__TIMEOUT_S` drops `health.timeout_s`), so the environment wins there too
+    while the section's other keys still come from the file."""
+    prefix = str(cls.model_config.get("env_prefix") or "").upper()
+    delimiter = str(cls.model_config.get("env_nested_delimiter") or "__")
+    result = dict(data)
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith(prefix) or delimiter not in upper:
+            continue
+        field, *path = upper[len(prefix) :].lower().split(delimiter.lower())
+        section = result.get(field)
+        if not path or not isinstance(section, dict):
+            continue
+        section = result[field] = dict(section)
+        for key in path[:-1]:
+            inner = section.get(key)
+            if not isinstance(inner, dict):
+                break
+            section[key] = section = dict(inner)
+        else:
+            section.pop(path[-1], None)
+    return result
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

@@ -192,3 +192,76 @@ def test_override_and_file_errors_are_reported_together(tmp_path: Path) -> None:
     message = error_of(write(tmp_path / "c.yaml", "backend_protocol: grpc\n"), port=0)
     assert "'port'" in message
     assert "'backend_protocol'" in message
+
+
+def test_nested_sections_from_file_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path / "m.yaml",
+        "health:\n  timeout_s: 5\n  interval_s: 3\nalerts:\n  interval_s: 30s\n",
+    )
+    monkeypatch.setenv("MONITOR_HEALTH__TIMEOUT_S", "9")
+    monkeypatch.setenv("MONITOR_PROBES__ENABLED", "false")
+    settings = Settings.load(config)
+    assert settings.health.timeout_s == 9.0  # the environment wins over the file's section
+    assert settings.health.interval_s == 3.0  # and the section's other keys are kept
+    assert settings.probes.enabled is False
+    assert settings.alerts.interval_s == 30.0  # durations accept "30s"
+
+
+def test_webhook_variables_add_a_generic_signed_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_WEBHOOK_URL", "https://hooks.example.com/gemma")
+    monkeypatch.setenv("MONITOR_WEBHOOK_SECRET", "s3cret")
+    (receiver,) = Settings.load().webhook_receivers()
+    assert (receiver.name, receiver.kind, receiver.url) == (
+        "default",
+        "generic",
+        "https://hooks.example.com/gemma",
+    )
+    assert receiver.secret is not None and receiver.secret.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(Settings.load())
+
+
+def test_a_bad_webhook_url_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_WEBHOOK_URL", "ftp://hooks.example.com")
+    assert "http:// or https://" in error_of()
+
+
+def test_rules_extend_and_replace_the_built_in_ones(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "m.yaml",
+        """
+alerts:
+  rules:
+    - {name: low_success_rate, metric: success_rate, comparison: "<", threshold: 0.99}
+    - {name: slow_p95, metric: p95_response_time_s, comparison: ">", threshold: 4}
+""",
+    )
+    rules = {r.name: r for r in Settings.load(config).alert_rules()}
+    assert rules["low_success_rate"].threshold == 0.99
+    assert "slow_p95" in rules and "backend_unhealthy" in rules
+    none = Settings.load(alerts={"default_rules": False})
+    assert none.alert_rules() == []
+
+
+def test_duplicate_alert_names_are_refused(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "m.yaml",
+        """
+alerts:
+  rules:
+    - {name: a, metric: success_rate, comparison: "<", threshold: 1}
+    - {name: a, metric: success_rate, comparison: "<", threshold: 1}
+  webhooks:
+    - {name: x, url: "http://127.0.0.1:9/a"}
+    - {name: x, url: "http://127.0.0.1:9/b"}
+""",
+    )
+    message = error_of(config)
+    assert "alerts.rules names must be unique: a" in message
+
+
+def test_the_example_file_loads_and_shows_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "monitor.example.yaml"
+    assert Settings.load(example) == Settings.load()
