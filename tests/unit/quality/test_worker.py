@@ -205,3 +205,28 @@ async def test_the_task_scores_what_is_offered_and_stop_drains() -> None:
     assert w.stats.scored == {"heuristic": 20}
     assert w.stats.queue_depth == 0
     assert not w.running
+
+
+def test_counts_reach_prometheus_per_scorer() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitor.metrics import Metrics
+
+    w = worker(Sink(), queue_size=1, scorers=["heuristic", "guard"])
+    metrics = Metrics()
+    metrics.track_quality(w.stats)
+    for i in range(3):
+        w.offer(record(f"r{i}"), PROMPT, ANSWER)
+    w.stats.failed["judge"] += 1
+    found = {
+        (s.name, s.labels.get("scorer")): s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+        if "quality" in s.name
+    }
+    assert found == {
+        ("gemma_monitor_quality_queue_depth", None): 1.0,
+        ("gemma_monitor_quality_dropped_total", "guard"): 2.0,
+        ("gemma_monitor_quality_dropped_total", "heuristic"): 2.0,
+        ("gemma_monitor_quality_failed_total", "judge"): 1.0,
+    }
