@@ -1,4 +1,4 @@
-"""`gemma-monitor`: serve, db upgrade/current, demo.
+"""`gemma-monitor`: serve, db upgrade/current, report, policy check, eval-guard, demo.
 
 The CLI builds `Settings` once and hands them on; errors the operator can fix (bad settings, an
 un-migrated database) end the process with a message and exit code 2, never a traceback.
@@ -127,6 +127,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return _serve(settings)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.alerts.rules import parse_duration
+    from monitor.report import build_report, render
+    from monitor.store.engine import make_engine
+    from monitor.store.migrate import NotMigratedError, check_migrated
+
+    settings = _settings(args, database_url=args.database_url)
+    try:
+        window = parse_duration(args.window)
+    except ValueError as exc:
+        print(f"gemma-monitor: --window: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(settings.database_url)
+    try:
+        check_migrated(engine)
+        until = datetime.now(UTC)
+        text = render(build_report(engine, until - timedelta(seconds=window), until), args.format)
+    except NotMigratedError as exc:
+        print(f"gemma-monitor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from monitor.guard.loader import PolicyError, load_policy, policy_path
 
@@ -181,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="validate policy files (or shipped names)")
     check.add_argument("policies", nargs="+")
     check.set_defaults(func=cmd_policy_check)
+
+    report = sub.add_parser("report", help="a health report of a window, from the database")
+    report.add_argument("--window", default="24h", help="e.g. 1h, 24h, 7d (default 24h)")
+    report.add_argument("--format", choices=["json", "md", "html"], default="md")
+    report.add_argument("--out", help="write to this file instead of standard output")
+    report.add_argument("--database-url")
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="a local Gemma 3 270M backend and the proxy on SQLite")
     demo.add_argument("--host", default="127.0.0.1")
