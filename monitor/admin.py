@@ -7,7 +7,7 @@ requests_last_hour, remaining_requests, reset_time) and reloading the guard poli
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -19,7 +19,9 @@ from monitor.proxy.ratelimit import LimiterUnavailable
 
 
 def admin_router(
-    token: SecretStr, admission: Admission, reload_policy: Callable[[], str | None]
+    token: SecretStr,
+    admission: Admission,
+    reload_policy: Callable[[], Awaitable[str | None]],
 ) -> APIRouter:
     expected = token.get_secret_value().encode()
 
@@ -47,7 +49,7 @@ def admin_router(
     async def reload() -> dict[str, Any]:
         """Read the configured policy again; a bad file is refused and the running one stays."""
         try:
-            name = reload_policy()
+            name = await reload_policy()
         except PolicyError as exc:
             raise HTTPException(400, str(exc)) from exc
         return {"policy": name, "status": "reloaded" if name else "guard off"}

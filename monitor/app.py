@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,7 +20,10 @@ from fastapi import FastAPI
 from monitor.admin import admin_router
 from monitor.admin_monitoring import monitoring_router
 from monitor.config import Settings
+from monitor.feedback import RecentRequests, feedback_router
+from monitor.guard.classifier import ClassifierError
 from monitor.guard.model_guard import ClassifierFactory
+from monitor.guard.text_classifiers import TextClassifiers
 from monitor.metrics import Metrics
 from monitor.monitoring import Monitoring
 from monitor.ops import ops_router
@@ -29,10 +33,14 @@ from monitor.proxy.exchange import Receive, Scope, Send
 from monitor.proxy.guarding import GuardStep, build_guard
 from monitor.proxy.handler import GENERATION_ROUTES, ProxyHandler
 from monitor.proxy.listing import listing_router
+from monitor.quality.backend_judge import BackendJudge
+from monitor.quality.worker import QualityWorker
 from monitor.record import RequestRecord
 from monitor.store.engine import make_engine
 from monitor.store.migrate import check_migrated, upgrade
+from monitor.store.queries import request_exists
 from monitor.store.recorder import Recorder
+from monitor.store.samples import write_quality_scores
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,10 @@ class Services:
     handler: ProxyHandler
     admission: Admission
     monitoring: Monitoring
+    quality: QualityWorker
+    recent: RecentRequests  # ids just finished, for feedback before their record is stored
+    # the ShieldGemma classifiers built for the guard (None when a factory was passed in)
+    text_classifiers: TextClassifiers | None = None
 
 
 class MonitorApp:
@@ -84,18 +96,41 @@ def build_services(
     admission = Admission(settings, build_limiter(settings))
     monitoring = Monitoring.from_settings(settings, engine, backend, **(monitoring_options or {}))
     metrics.registry.register(monitoring.collector())
+    quality = QualityWorker(
+        settings.quality,
+        partial(write_quality_scores, engine),
+        judge=BackendJudge(backend, settings) if "judge" in settings.quality.scorers else None,
+        store_content=settings.content_storage == "full",
+    )
+    metrics.track_quality(quality.stats)
+    recent = RecentRequests()
 
     def submit(record: RequestRecord) -> None:
         metrics.observe(record)
         monitoring.observe(record)
+        recent.add(record.id)
         recorder.submit(record)
 
-    def guard() -> GuardStep | None:  # at start-up, and again on each policy reload
-        return build_guard(settings.policies, classifiers, metrics.observe_classifier)
+    text_classifiers = TextClassifiers() if classifiers is None else None
+    factory = classifiers if text_classifiers is None else text_classifiers.build
 
-    handler = ProxyHandler(settings, backend, admission, guard, submit)
+    def guard() -> GuardStep | None:  # at start-up, and again on each policy reload
+        return build_guard(settings.policies, factory, metrics.observe_classifier)
+
+    handler = ProxyHandler(settings, backend, admission, guard, submit, on_complete=quality.offer)
     metrics.track_inflight(lambda: handler.inflight)
-    return Services(settings, backend, recorder, metrics, handler, admission, monitoring)
+    return Services(
+        settings,
+        backend,
+        recorder,
+        metrics,
+        handler,
+        admission,
+        monitoring,
+        quality,
+        recent,
+        text_classifiers,
+    )
 
 
 def create_app(
@@ -113,9 +148,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.handler.ready()  # the guard's models loaded, or start-up fails
         await services.backend.open()
         await services.recorder.start()
         await services.monitoring.start()
+        services.quality.start()
         try:
             yield
         finally:
@@ -128,6 +165,17 @@ def create_app(
         )
     )
     api.include_router(listing_router(services.backend, settings.backend_protocol))
+    engine = services.recorder.engine
+    api.include_router(
+        feedback_router(
+            services.admission,
+            services.recent,
+            partial(request_exists, engine),
+            partial(write_quality_scores, engine),
+            store_comments=settings.content_storage == "full",
+            stats=services.quality.stats,
+        )
+    )
     if settings.admin_token is not None:
         api.include_router(
             admin_router(settings.admin_token, services.admission, services.handler.reload_policy)
@@ -148,8 +196,14 @@ async def _drain(services: Services) -> None:
         except TimeoutError:
             log.warning("%d requests still running after the drain timeout", handler.inflight)
     await services.monitoring.stop()
+    await services.quality.stop()  # before the backend closes: the judge asks it
     await services.backend.close()
     await handler.aclose()  # the guard's classifiers (models, connections)
+    if services.text_classifiers is not None:
+        try:
+            await services.text_classifiers.aclose()
+        except ClassifierError as exc:  # the records below must still be flushed
+            log.error("closing the guard's classifiers: %s", exc)
     if services.admission.limiter is not None:
         await services.admission.limiter.aclose()
     await services.recorder.stop()

@@ -9,13 +9,14 @@ operation, token type. Never a model name from a request, a user or a request id
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from monitor.guard.model_guard import ClassifierCall
 from monitor.record import RequestRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -76,6 +77,7 @@ _TPOT_BUCKETS = (
     float("inf"),
 )
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
+_CLASSIFIER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, float("inf"))
 
 _OPERATION = {
     "/v1/chat/completions": "chat",
@@ -141,6 +143,42 @@ class _RecorderCollector(Collector):
         )
 
 
+class QualityCounts(Protocol):
+    """What the quality worker counts, per scorer (`monitor.quality.worker.QualityStats`)."""
+
+    @property
+    def scored(self) -> Mapping[str, int]: ...
+    @property
+    def dropped(self) -> Mapping[str, int]: ...
+    @property
+    def failed(self) -> Mapping[str, int]: ...
+    @property
+    def queue_depth(self) -> int: ...
+
+
+class _QualityCollector(Collector):
+    # scorer: from the configured scorers and "user" (a bounded set), never from a request
+    def __init__(self, counts: QualityCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Any]:
+        c = self._counts
+        yield GaugeMetricFamily(
+            "gemma_monitor_quality_queue_depth",
+            "Sampled requests waiting to be scored.",
+            value=c.queue_depth,
+        )
+        for name, what, counts in (
+            ("scored", "Requests whose scores were stored, per scorer.", c.scored),
+            ("dropped", "Scores lost to a full queue or an unreachable database.", c.dropped),
+            ("failed", "Scorer errors, timeouts and unreadable judge answers.", c.failed),
+        ):
+            family = CounterMetricFamily(f"gemma_monitor_quality_{name}", what, labels=["scorer"])
+            for scorer, count in sorted(counts.items()):
+                family.add_metric([scorer], count)
+            yield family
+
+
 class Metrics:
     """The app's metrics, on a registry of its own (a fresh one per app, so per test)."""
 
@@ -187,6 +225,20 @@ class Metrics:
         self.inflight = Gauge(
             "gemma_monitor_inflight_requests", "Generation requests in progress.", registry=r
         )
+        # classifier: from the policy's configuration (a bounded set), never from a request
+        self.classifier_duration = Histogram(
+            "gemma_monitor_guard_classifier_duration_seconds",
+            "Guard model classifier calls (one per check and text), answered or not.",
+            ("classifier", "stage", "outcome"),
+            buckets=_CLASSIFIER_BUCKETS,
+            registry=r,
+        )
+        self.classifier_failures = Counter(
+            "gemma_monitor_guard_classifier_failures",
+            "Guard classifier calls that failed (error) or did not answer in time (timeout).",
+            ("classifier", "stage", "reason"),
+            registry=r,
+        )
         self._input_usage = self.token_usage.labels("input")
         self._output_usage = self.token_usage.labels("output")
         self._input_total = self.tokens.labels("input")
@@ -198,6 +250,16 @@ class Metrics:
 
     def track_inflight(self, count: Callable[[], float]) -> None:
         self.inflight.set_function(count)
+
+    def track_quality(self, counts: QualityCounts) -> None:
+        self.registry.register(_QualityCollector(counts))
+
+    def observe_classifier(self, call: ClassifierCall) -> None:
+        self.classifier_duration.labels(call.classifier, call.stage.value, call.outcome).observe(
+            call.seconds
+        )
+        if call.outcome != "ok":
+            self.classifier_failures.labels(call.classifier, call.stage.value, call.outcome).inc()
 
     def observe(self, record: RequestRecord) -> None:
         key = (record.route, record.outcome)

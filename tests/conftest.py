@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from monitor.guard.model_guard import ClassifierFactory
 from tests.support.fake_backend import FakeBackend
 from tests.support.proxy import RunningProxy, proxy_settings, start_proxy
 from tests.support.servers import ThreadedServer
@@ -38,11 +39,11 @@ def make_proxy(tmp_path: Path, fake_backend_url: str) -> Iterator[Callable[..., 
     """Start a proxy in front of the fake backend (or `backend_url=`), on SQLite unless told."""
     started: list[RunningProxy] = []
 
-    def make(**overrides: Any) -> RunningProxy:
+    def make(*, classifiers: ClassifierFactory | None = None, **overrides: Any) -> RunningProxy:
         overrides.setdefault("backend_url", fake_backend_url)
         directory = tmp_path / f"proxy{len(started)}"
         directory.mkdir()
-        proxy = start_proxy(proxy_settings(directory=directory, **overrides))
+        proxy = start_proxy(proxy_settings(directory=directory, **overrides), classifiers)
         started.append(proxy)
         return proxy
 

@@ -18,12 +18,14 @@ import orjson
 
 from monitor.config import Settings
 from monitor.errors import BackendFailed, InternalError, ProxyError
+from monitor.guard.classifier import ClassifierError
+from monitor.guard.loader import PolicyError
 from monitor.guard.verdict import Action, Verdict
 from monitor.proxy import protocols
 from monitor.proxy.admission import Admission
 from monitor.proxy.backend import BackendClient, iter_body, request_headers, response_headers
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
-from monitor.proxy.guarding import GuardStep, build_guard
+from monitor.proxy.guarding import GuardStep
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
@@ -51,23 +53,65 @@ class ProxyHandler:
         settings: Settings,
         backend: BackendClient,
         admission: Admission,
-        guard: GuardStep | None,
+        build_guard: Callable[[], GuardStep | None],
         submit: Callable[[RequestRecord], None],
+        on_complete: Callable[[RequestRecord, str, str], object] | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.admission = admission
-        self.guard = guard
+        self.build_guard = build_guard
+        self.guard = build_guard()
         self.submit = submit
+        # (record, forwarded prompt text, response text) of each `ok` request with output:
+        # the quality worker's sampling hook; must not block or raise
+        self.on_complete = on_complete
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        self._closing: set[asyncio.Task[None]] = set()
 
-    def reload_policy(self) -> str | None:
+    async def reload_policy(self) -> str | None:
         """Load the configured policy again and use it for requests from now on (one attribute
-        swap: a request in flight keeps the guard it started with). Raises `PolicyError`."""
-        self.guard = build_guard(self.settings.policies)
-        return self.guard.policy.name if self.guard is not None else None
+        swap: a request in flight keeps the guard it started with). The new policy's
+        classifiers are built in a thread (loading a model takes seconds); the old ones are
+        closed once the last request using them ends. Raises `PolicyError`."""
+        guard = await asyncio.to_thread(self.build_guard)
+        if guard is not None:
+            try:
+                await guard.ready()
+            except ClassifierError as exc:
+                await guard.aclose()
+                raise PolicyError(f"{guard.policy.name}: a classifier cannot load: {exc}") from exc
+        old, self.guard = self.guard, guard
+        if old is not None:
+            old.retired = True
+            if old.users == 0:
+                self._close_later(old)
+        return guard.policy.name if guard is not None else None
+
+    async def ready(self) -> None:
+        """Wait until the guard's classifiers can answer (models loaded); raises
+        `ClassifierError` when one never will."""
+        if self.guard is not None:
+            await self.guard.ready()
+
+    async def aclose(self) -> None:
+        """At shutdown: close the guard's classifiers (now, or when the last request using
+        them ends), and wait for every close under way. The guard stays in place: a request
+        arriving this late finds its classifiers closed and gets the checks' `on_error`."""
+        guard = self.guard
+        if guard is not None and not guard.retired:
+            guard.retired = True
+            if guard.users == 0:
+                self._close_later(guard)
+        while self._closing:
+            await asyncio.gather(*list(self._closing))
+
+    def _close_later(self, guard: GuardStep) -> None:
+        task = asyncio.get_running_loop().create_task(guard.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         protocol = protocols.OLLAMA if route.startswith("/api/") else protocols.OPENAI
@@ -82,8 +126,11 @@ class ProxyHandler:
         )
         self.inflight += 1
         self.idle.clear()
+        guard = self.guard  # one policy for the whole request, even across a reload
+        if guard is not None:
+            guard.users += 1
         try:
-            await self._handle(exchange, record, timer, route, protocol)
+            await self._handle(exchange, record, timer, route, protocol, guard)
         except ProxyError as error:
             record.outcome, record.error_code = error.outcome, error.code
             await self._fail(exchange, record, protocol, error)
@@ -109,6 +156,10 @@ class ProxyHandler:
             self.inflight -= 1
             if self.inflight == 0:
                 self.idle.set()
+            if guard is not None:
+                guard.users -= 1
+                if guard.retired and guard.users == 0:
+                    self._close_later(guard)
             self.submit(record)
 
     async def _handle(
@@ -118,6 +169,7 @@ class ProxyHandler:
         timer: RequestTimer,
         route: str,
         protocol: str,
+        guard: GuardStep | None,
     ) -> None:
         record.principal, decision = await self.admission.admit(exchange.scope)
         if decision is not None:
@@ -129,9 +181,8 @@ class ProxyHandler:
         record.input_chars, record.input_messages = info.input_chars, info.input_messages
         record.prompt_hash = sha256_hex(info.prompt_text)
         redacted = None
-        guard = self.guard  # one policy for the whole request, even across a reload
         if guard is not None:
-            verdict, redacted = guard.check_request(route, payload)
+            verdict, redacted = await guard.check_request(route, payload)
             _note(record, verdict)
             if verdict.blocked:
                 raise guard.input_refusal(verdict)
@@ -143,6 +194,7 @@ class ProxyHandler:
                 else protocols.inspect_request(route, redacted).prompt_text
             )
         forwarded = payload if redacted is None else redacted
+        prompt = guard.response_prompt(route, forwarded) if guard is not None else ""
 
         relay = relay_for(route, protocol, self.settings.backend_protocol, forwarded, info, timer)
         if relay.upstream_payload is not None:
@@ -156,9 +208,9 @@ class ProxyHandler:
             if upstream.status >= 400:
                 await self._upstream_error(upstream, relay.upstream_path)
             elif relay.stream and _is_stream(upstream):
-                await self._relay_stream(exchange, upstream, relay, record, guard)
+                await self._relay_stream(exchange, upstream, relay, record, guard, prompt)
             else:
-                await self._relay_whole(exchange, upstream, relay, record, guard)
+                await self._relay_whole(exchange, upstream, relay, record, guard, prompt)
         finally:
             if exchange.finished:
                 upstream.release()  # back to the pool if it was read to its end
@@ -166,6 +218,9 @@ class ProxyHandler:
                 upstream.close()  # unread or aborted: the upstream request must end now
             # what was measured counts, also for streams cut short by either side
             self._finish_record(record, relay, timer)
+        if self.on_complete is not None and record.outcome == "ok" and relay.text:
+            sent = info if redacted is None else protocols.inspect_request(route, redacted)
+            self.on_complete(record, sent.prompt_text, relay.text)
         await self.admission.charge(
             record.principal, (record.prompt_tokens or 0) + (record.completion_tokens or 0)
         )
@@ -177,20 +232,19 @@ class ProxyHandler:
         relay: Relay,
         record: RequestRecord,
         guard: GuardStep | None,
+        prompt: str,
     ) -> None:
         data = b"".join([chunk async for chunk in iter_body(upstream)])
         out = relay.whole(data)
         if relay.text:
             relay.timer.token()  # the whole answer is the first (and last) token
         if guard is not None and guard.output_enabled:
-            verdict = guard.check_response(relay.text)
+            verdict = await guard.check_response(relay.text, prompt)
             _note(record, verdict)
             if verdict.blocked:
                 raise guard.refusal(verdict)
             if verdict.action is Action.REDACT:
-                out = relay.rewrite_whole(
-                    lambda text: guard.check_response(text).redacted_text or text
-                )
+                out = relay.rewrite_whole(guard.redact_response)
         await exchange.whole(200, relay.response_headers(response_headers(upstream)), out)
 
     async def _relay_stream(
@@ -200,9 +254,17 @@ class ProxyHandler:
         relay: Relay,
         record: RequestRecord,
         step: GuardStep | None,
+        prompt: str,
     ) -> None:
         """Relay events as they come; with an output guard, either hold everything back until
-        the end (`buffered`) or check what was sent every N characters (`incremental`)."""
+        the end (`buffered`) or check what was sent every N characters (`incremental`).
+
+        Incremental checks are fail-safe: the event that reaches a check point waits until
+        the check (rules and model classifiers) has passed the text including it, so at most
+        `every_chars` characters reach the client unchecked. A slow classifier slows the
+        stream at check points instead of letting text through unjudged; the backend keeps
+        generating meanwhile (into the connection's buffers), so little time is lost.
+        """
         guard = step if step is not None and step.output_enabled else None
         held: list[bytes] | None = [] if guard is not None and not guard.incremental else None
         next_check = guard.every_chars if guard is not None else 0
@@ -214,10 +276,9 @@ class ProxyHandler:
             if guard is not None:
                 text = relay.text
                 if ending or (held is None and len(text) >= next_check):
-                    verdict = guard.check_response(text)
+                    verdict = await guard.check_response(text, prompt)
                     next_check = len(text) + guard.every_chars
-                    if ending or verdict.blocked:
-                        _note(record, verdict)
+                    _note(record, verdict, keep=ending or verdict.blocked)
                     if verdict.blocked:
                         relay.failed = guard.refusal(verdict)
                         ending_bytes = relay.filtered_ending(relay.failed, exchange.request_id)
@@ -310,10 +371,11 @@ class ProxyHandler:
             record.response_text = relay.text
 
 
-def _note(record: RequestRecord, verdict: Verdict) -> None:
-    """Count the guard's time; keep verdicts that found something (an empty allow is implied)."""
+def _note(record: RequestRecord, verdict: Verdict, *, keep: bool = True) -> None:
+    """Count the guard's time; keep verdicts that found something (an empty allow is implied).
+    An incremental stream's intermediate checks count but are not kept: its last one is."""
     record.guard_ms = (record.guard_ms or 0.0) + verdict.latency_us / 1000.0
-    if verdict.findings:
+    if keep and verdict.findings:
         record.verdicts.append(verdict.as_dict())
 
 

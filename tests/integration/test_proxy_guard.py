@@ -8,6 +8,8 @@ import httpx
 import orjson
 import pytest
 
+from monitor.guard.checks import ShieldGemmaCheck
+from monitor.guard.classifier import ClassifierError, TextClassifier
 from monitor.guard.loader import PolicyError
 from tests.support.fake_backend import FakeBackend
 from tests.support.proxy import RunningProxy
@@ -205,9 +207,12 @@ def test_guard_off(make_proxy, fake_backend: FakeBackend) -> None:
     assert fake_backend.last.body["messages"][0]["content"] == INJECTION
 
 
-def test_a_policy_needing_a_model_is_refused_at_startup(make_proxy) -> None:
-    with pytest.raises(PolicyError, match="ShieldGemma"):
-        make_proxy(policies="shieldgemma")
+def test_a_policy_whose_classifier_cannot_be_built_is_refused_at_startup(make_proxy) -> None:
+    def unavailable(check: ShieldGemmaCheck) -> TextClassifier:
+        raise ClassifierError(f"no such model: {check.model}")
+
+    with pytest.raises(PolicyError, match="no such model: google/shieldgemma-2b"):
+        make_proxy(policies="shieldgemma", classifiers=unavailable)
 
 
 def test_policy_reload(make_proxy, fake_backend: FakeBackend, tmp_path: Path) -> None:
