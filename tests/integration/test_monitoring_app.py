@@ -14,6 +14,7 @@ import pytest
 
 from monitor.store import alerts as alert_store
 from monitor.store.samples import probe_values
+from tests.support.asgi import read_body, serve_lifespan
 from tests.support.fake_backend import FakeBackend
 from tests.support.fake_nvml import FakeNvmlReader, device
 from tests.support.proxy import RunningProxy, proxy_settings, start_proxy
@@ -267,3 +268,48 @@ def test_admin_monitoring_routes_need_the_token_and_check_input(
         )
     )
     assert summary["successful_requests"] == 1 and summary["success_rate"] == 1.0
+
+
+class MetricsBackend:
+    """An HTTP server answering GET /metrics with a vLLM exposition (the unit tests' sample)."""
+
+    def __init__(self) -> None:
+        samples = Path(__file__).parents[1] / "unit" / "probes" / "samples"
+        self.text = (samples / "vllm_v1_metrics.txt").read_bytes()
+        self.scrapes = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await serve_lifespan(receive, send)
+            return
+        await read_body(receive)
+        found = scope["path"] == "/metrics"
+        self.scrapes += found
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200 if found else 404,
+                "headers": [(b"content-type", b"text/plain; version=0.0.4")],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.text if found else b"{}"})
+
+
+def test_backend_metrics_are_scraped_into_the_store_and_metrics(
+    start: Callable[..., RunningProxy],
+) -> None:
+    app = MetricsBackend()
+    server = ThreadedServer(app).start()
+    try:
+        proxy = start(server.url, backend_metrics={"enabled": True, "interval_s": 0.1})
+        poll(lambda: probe_values(proxy.engine, metric="backend_kv_cache_usage"))
+        stored = {v.metric: v for v in probe_values(proxy.engine, probe="backend", limit=50)}
+        assert stored["backend_requests_running"].value == 5.0
+        assert stored["backend_requests_waiting"].value == 4.0
+        assert stored["backend_kv_cache_usage"].value == 0.5
+        assert stored["backend_requests_running"].detail == "vllm"
+        metrics = httpx.get(f"{proxy.url}/metrics").text
+        assert "gemma_monitor_backend_kv_cache_usage_ratio 0.5" in metrics
+        assert "gemma_monitor_backend_requests_waiting 4.0" in metrics
+    finally:
+        server.stop(timeout=5)
