@@ -31,6 +31,7 @@ from typing import Any
 
 from monitor.guard.classifier import ClassifierError
 from monitor.guard.image_check import ImageScores
+from monitor.guard.loading_lock import LOADING_LOCK
 
 EXTRA_HINT = (
     "the ShieldGemma 2 image classifier needs torch, transformers and Pillow: "
@@ -231,11 +232,12 @@ class ShieldGemma2Classifier:
                 torch.float32 if self.device == "cpu" else torch.bfloat16
             )  # fmt: skip
             hf: Any = transformers  # untyped calls, kept in one place
-            processor = hf.AutoProcessor.from_pretrained(self.model_id)
-            model = hf.ShieldGemma2ForImageClassification.from_pretrained(
-                self.model_id, **{_dtype_argument(hf.__version__): dtype}
-            )
-            model.to(self.device).eval()
+            with LOADING_LOCK:
+                processor = hf.AutoProcessor.from_pretrained(self.model_id)
+                model = hf.ShieldGemma2ForImageClassification.from_pretrained(
+                    self.model_id, **{_dtype_argument(hf.__version__): dtype}
+                )
+                model.to(self.device).eval()
         except Exception as exc:  # a missing folder, no network, bad weights: all the same here
             message = f"cannot load {self.model_id}: {exc.__class__.__name__}: {exc}"
             self._load_failed = (time.monotonic(), message)

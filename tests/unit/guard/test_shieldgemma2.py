@@ -189,3 +189,13 @@ async def test_concurrent_calls_share_one_worker(classifier: ShieldGemma2Classif
         *(classifier.classify([image], POLICIES, timeout_s=60) for image in images)
     )
     assert all(r[0].error is None for r in results)
+
+
+async def test_classifiers_loading_at_the_same_time(tiny_shieldgemma2: Path) -> None:
+    """transformers cannot load two models in two threads at once; loads take turns."""
+    models = [ShieldGemma2Classifier(str(tiny_shieldgemma2)) for _ in range(3)]
+    try:
+        await asyncio.gather(*(m.ready() for m in models))
+    finally:
+        for model in models:
+            await model.aclose()
