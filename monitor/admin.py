@@ -18,11 +18,9 @@ from monitor.proxy.admission import Admission
 from monitor.proxy.ratelimit import LimiterUnavailable
 
 
-def admin_router(
-    token: SecretStr,
-    admission: Admission,
-    reload_policy: Callable[[], Awaitable[str | None]],
-) -> APIRouter:
+def bearer_dependency(token: SecretStr) -> Any:
+    """A FastAPI dependency refusing requests without `Authorization: Bearer <token>` (401),
+    comparing in constant time."""
     expected = token.get_secret_value().encode()
 
     def require_admin(request: Request) -> None:
@@ -31,7 +29,15 @@ def admin_router(
         if not hmac.compare_digest(given, expected):
             raise HTTPException(401, "admin token required", {"www-authenticate": "Bearer"})
 
-    router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+    return Depends(require_admin)
+
+
+def admin_router(
+    token: SecretStr,
+    admission: Admission,
+    reload_policy: Callable[[], Awaitable[str | None]],
+) -> APIRouter:
+    router = APIRouter(prefix="/admin", dependencies=[bearer_dependency(token)])
 
     @router.get("/usage/{principal}")
     async def usage(principal: str) -> dict[str, Any]:

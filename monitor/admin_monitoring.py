@@ -13,33 +13,20 @@ asks the monitor, behind the same bearer token as the rest of `/admin`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
+from monitor.admin import bearer_dependency
 from monitor.alerts.rules import parse_duration
 from monitor.monitoring import Monitoring
 from monitor.store import alerts as alert_store
 from monitor.store.summaries import summarize
 
 MAX_WINDOW = timedelta(days=90)
-
-
-def bearer_dependency(token: SecretStr) -> Any:
-    """A FastAPI dependency refusing requests without `Authorization: Bearer <token>`."""
-    expected = token.get_secret_value().encode()
-
-    def require_admin(request: Request) -> None:
-        auth = request.headers.get("authorization", "")
-        given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
-        if not hmac.compare_digest(given, expected):
-            raise HTTPException(401, "admin token required", {"www-authenticate": "Bearer"})
-
-    return Depends(require_admin)
 
 
 def _window(window: str | None, since: datetime | None, until: datetime | None) -> tuple[
