@@ -89,13 +89,24 @@ class ImageGuard:
             skipped=tuple(s for s in verdict.skipped if s not in self._keys),
         )
 
+    async def ready(self) -> None:
+        """Wait until every classifier can answer (its model has loaded); raises
+        `ClassifierError` if one never will."""
+        for classifier in self.classifiers:
+            wait = getattr(classifier, "ready", None)
+            if wait is not None:
+                await wait()
+
     async def aclose(self) -> None:
         classifiers, self.classifiers = self.classifiers, []
         await asyncio.gather(*(c.aclose() for c in classifiers))
 
     async def _run(self, images: Sequence[ImageRef]) -> tuple[list[Finding], list[str]]:
         results = await asyncio.gather(
-            *(check_images(check, images, classifier, self.fetch) for check, classifier in self.checks)
+            *(
+                check_images(check, images, classifier, self.fetch)
+                for check, classifier in self.checks
+            )
         )
         return [f for findings in results for f in findings], [c.name for _, c in self.checks]
 
