@@ -178,11 +178,18 @@ class Usage:
     completion_tokens: int | None = None
 
 
+def choices(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The choices of an OpenAI reply or stream chunk that are objects (a backend may send
+    anything: no list, or items that are not objects, count as none)."""
+    found = payload.get("choices")
+    if not isinstance(found, list):
+        return []
+    return [choice for choice in found if isinstance(choice, dict)]
+
+
 def openai_response_text(payload: dict[str, Any]) -> str:
     texts = []
-    for choice in payload.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
+    for choice in choices(payload):
         message = choice.get("message")
         if isinstance(message, dict) and isinstance(message.get("content"), str):
             texts.append(message["content"])
@@ -201,9 +208,7 @@ def openai_usage(payload: dict[str, Any]) -> Usage:
 def openai_delta_text(event: dict[str, Any]) -> str:
     """The content carried by one streamed chunk (chat `delta.content` or completions `text`)."""
     out = ""
-    for choice in event.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
+    for choice in choices(event):
         delta = choice.get("delta")
         if isinstance(delta, dict):
             content = delta.get("content")

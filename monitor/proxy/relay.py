@@ -165,8 +165,8 @@ class OpenAIRelay(Relay):
             elif isinstance(data, dict):
                 if not self._head:
                     self._head = {k: data[k] for k in ("id", "model", "created") if k in data}
-                for choice in data.get("choices") or ():
-                    if isinstance(choice, dict) and choice.get("finish_reason"):
+                for choice in protocols.choices(data):
+                    if choice.get("finish_reason"):
                         self._finish = choice["finish_reason"]
                 if data.get("usage"):
                     self.usage = protocols.openai_usage(data)
@@ -317,9 +317,7 @@ def relay_for(
 
 
 def _redact_openai_choices(payload: dict[str, Any], redact: Callable[[str], str]) -> None:
-    for choice in payload.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
+    for choice in protocols.choices(payload):
         message = choice.get("message")
         if isinstance(message, dict) and isinstance(message.get("content"), str):
             message["content"] = redact(message["content"])

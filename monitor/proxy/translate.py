@@ -4,7 +4,11 @@ Ollama's `/api/chat` and `/api/generate` become `/v1/chat/completions` (or `/v1/
 for `raw` generate); the backend's JSON or SSE comes back as Ollama JSON or NDJSON. Images become
 `image_url` data-URL parts; tools and tool calls keep their meaning; options map to their OpenAI
 names and unknown options pass through as extra fields (vLLM and llama.cpp accept `top_k`,
-`min_p`, `repeat_penalty`...).
+`min_p`, `repeat_penalty`...), except those naming a field the translation sets: an option
+`messages` or `prompt` would replace the text the guard checked, `stream` the relay's mode.
+
+Both directions take what they are given as it comes: a field of the wrong type (an `images`
+that is no list, a backend choice that is no object) is skipped, never an exception.
 """
 
 from __future__ import annotations
@@ -25,6 +29,21 @@ _OPTION_NAMES = {
     "frequency_penalty": "frequency_penalty",
 }
 _DROPPED_OPTIONS = frozenset({"num_ctx", "num_gpu", "num_thread", "num_batch", "use_mmap", "numa"})
+_SET_BY_TRANSLATION = frozenset(
+    {"model", "stream", "stream_options", "messages", "prompt", "suffix", "tools"}
+)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _image_part(image: str) -> dict[str, Any]:
@@ -33,13 +52,13 @@ def _image_part(image: str) -> dict[str, Any]:
 
 
 def _tool_call_to_openai(call: dict[str, Any], index: int) -> dict[str, Any]:
-    function = call.get("function") or {}
+    function = _dict(call.get("function"))
     arguments = function.get("arguments", {})
     return {
         "id": call.get("id") or f"call_{index}",
         "type": "function",
         "function": {
-            "name": function.get("name", ""),
+            "name": _str(function.get("name")),
             "arguments": arguments
             if isinstance(arguments, str)
             else orjson.dumps(arguments).decode(),
@@ -49,14 +68,14 @@ def _tool_call_to_openai(call: dict[str, Any], index: int) -> dict[str, Any]:
 
 def _message_to_openai(message: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in message.items() if k not in ("images", "tool_calls", "tool_name")}
-    images = message.get("images")
+    images = _list(message.get("images"))
     if images:
         parts: list[dict[str, Any]] = []
         if message.get("content"):
             parts.append({"type": "text", "text": message["content"]})
         parts.extend(_image_part(i) for i in images if isinstance(i, str))
         out["content"] = parts
-    if message.get("tool_calls"):
+    if _list(message.get("tool_calls")):
         out["tool_calls"] = [
             _tool_call_to_openai(c, i)
             for i, c in enumerate(message["tool_calls"])
@@ -68,8 +87,8 @@ def _message_to_openai(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply_options(request: dict[str, Any], payload: dict[str, Any]) -> None:
-    for name, value in (payload.get("options") or {}).items():
-        if name in _DROPPED_OPTIONS:
+    for name, value in _dict(payload.get("options")).items():
+        if name in _DROPPED_OPTIONS or _OPTION_NAMES.get(name, name) in _SET_BY_TRANSLATION:
             continue
         request[_OPTION_NAMES.get(name, name)] = value
     fmt = payload.get("format")
@@ -91,7 +110,9 @@ def ollama_to_openai(
         request["stream_options"] = {"include_usage": True}
     if route == "/api/chat":
         path = "/v1/chat/completions"
-        request["messages"] = [_message_to_openai(m) for m in payload["messages"]]
+        request["messages"] = [
+            _message_to_openai(m) for m in _list(payload.get("messages")) if isinstance(m, dict)
+        ]
         if payload.get("tools"):
             request["tools"] = payload["tools"]
     elif payload.get("raw"):
@@ -120,15 +141,21 @@ def _now_iso() -> str:
 def _tool_calls_to_ollama(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for call in calls:
-        function = call.get("function") or {}
+        if not isinstance(call, dict):
+            continue
+        function = _dict(call.get("function"))
         arguments = function.get("arguments") or "{}"
         if isinstance(arguments, str):
             try:
                 arguments = orjson.loads(arguments)
             except orjson.JSONDecodeError:
                 pass  # keep the string: the model wrote something that is not JSON
-        out.append({"function": {"name": function.get("name", ""), "arguments": arguments}})
+        out.append({"function": {"name": _str(function.get("name")), "arguments": arguments}})
     return out
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _finish_reason(reason: Any) -> str:
@@ -148,9 +175,7 @@ class OllamaAnswer:
     def _base(self, done: bool) -> dict[str, Any]:
         return {"model": self.model, "created_at": _now_iso(), "done": done}
 
-    def _content(
-        self, out: dict[str, Any], text: str, tool_calls: list[dict[str, Any]] | None
-    ) -> None:
+    def _content(self, out: dict[str, Any], text: str, tool_calls: list[Any] | None) -> None:
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if tool_calls:
@@ -166,38 +191,45 @@ class OllamaAnswer:
         out["done_reason"] = _finish_reason(self.finish)
         out["total_duration"] = total
         out["load_duration"] = 0
-        out["prompt_eval_count"] = prompt_tokens or 0
-        out["eval_count"] = completion_tokens or 0
+        out["prompt_eval_count"] = _count(prompt_tokens)
+        out["eval_count"] = _count(completion_tokens)
 
     def whole(self, payload: dict[str, Any]) -> bytes:
         """A non-streamed OpenAI completion as one Ollama JSON reply."""
-        choice = (payload.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
+        choices = _list(payload.get("choices"))
+        choice = _dict(choices[0]) if choices else {}
+        message = _dict(choice.get("message"))
         text = message.get("content") if self.chat or "text" not in choice else choice["text"]
-        if text is None:
-            text = choice.get("text") or ""
+        if not isinstance(text, str):
+            text = _str(choice.get("text"))
         self.finish = choice.get("finish_reason")
         out = self._base(True)
-        self._content(out, text, message.get("tool_calls"))
-        usage = payload.get("usage") or {}
+        self._content(out, text, _list(message.get("tool_calls")))
+        usage = _dict(payload.get("usage"))
         self._final_fields(out, usage.get("prompt_tokens"), usage.get("completion_tokens"))
         return orjson.dumps(out)
 
     def chunk(self, event: dict[str, Any]) -> bytes | None:
         """One NDJSON line for one OpenAI stream chunk, or None when it carries no content."""
         text = ""
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text += delta.get("content") or choice.get("text") or ""
-            for call in delta.get("tool_calls") or ():
+        for choice in _list(event.get("choices")):
+            if not isinstance(choice, dict):
+                continue
+            delta = _dict(choice.get("delta"))
+            text += _str(delta.get("content")) or _str(choice.get("text"))
+            for call in _list(delta.get("tool_calls")):
+                if not isinstance(call, dict):
+                    continue
+                index = call.get("index", 0)
                 slot = self.tool_calls.setdefault(
-                    call.get("index", 0), {"function": {"name": "", "arguments": ""}}
+                    index if isinstance(index, int) else 0,
+                    {"function": {"name": "", "arguments": ""}},
                 )
-                function = call.get("function") or {}
-                name = function.get("name") or ""
+                function = _dict(call.get("function"))
+                name = _str(function.get("name"))
                 if name != slot["function"]["name"]:  # some servers repeat the name in every delta
                     slot["function"]["name"] += name
-                slot["function"]["arguments"] += function.get("arguments") or ""
+                slot["function"]["arguments"] += _str(function.get("arguments"))
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
         if not text:
@@ -223,15 +255,13 @@ class OllamaAnswer:
 def models_to_tags(payload: dict[str, Any]) -> bytes:
     """`GET /v1/models` as Ollama's `GET /api/tags`."""
     models = []
-    for entry in payload.get("data") or ():
+    for entry in _list(payload.get("data")):
         if not isinstance(entry, dict) or not entry.get("id"):
             continue
         created = entry.get("created")
-        modified = (
-            datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
-            if isinstance(created, int)
-            else _now_iso()
-        )
+        modified = _now_iso()
+        if isinstance(created, int) and 0 <= created < 253402300800:  # up to year 9999
+            modified = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
         models.append(
             {
                 "name": entry["id"],

@@ -428,3 +428,21 @@ def test_models_to_tags() -> None:
 @pytest.mark.parametrize("payload", [{}, {"data": None}, {"data": []}])
 def test_models_to_tags_empty(payload: dict[str, Any]) -> None:
     assert orjson.loads(models_to_tags(payload)) == {"models": []}
+
+
+def test_options_cannot_replace_what_the_guard_checked() -> None:
+    options = {"messages": [{"role": "user", "content": "unchecked"}], "stream": True, "model": "x"}
+    _, body = ollama_to_openai("/api/chat", chat(options=options), stream=False)
+    assert body["messages"] == [{"role": "user", "content": "hi"}]
+    assert (body["model"], body["stream"]) == ("gemma3", False)
+    generate = {"model": "gemma3", "prompt": "hi", "raw": True, "options": {"prompt": "unchecked"}}
+    _, body = ollama_to_openai("/api/generate", generate, stream=False)
+    assert body["prompt"] == "hi"
+
+
+def test_wrong_types_from_the_backend_are_skipped() -> None:
+    answer = OllamaAnswer("/api/chat", "gemma3", time.perf_counter_ns())
+    reply = orjson.loads(answer.whole({"choices": {"0": "x"}, "usage": [1]}))
+    assert reply["message"]["content"] == "" and reply["eval_count"] == 0
+    assert answer.chunk({"choices": [{"delta": {"content": 5, "tool_calls": 7}}]}) is None
+    assert orjson.loads(models_to_tags({"data": [{"id": "g", "created": 10**20}]}))["models"]
