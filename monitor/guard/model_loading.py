@@ -3,9 +3,12 @@
 torch and transformers are imported here, lazily, and only in the classifier's worker thread;
 without them the error names the `shieldgemma` extra. A `.gguf` file loads with
 `gguf_file=` (dequantised; Gemma 2 needs transformers >= 4.48, Gemma 3 >= 4.52.1 and gguf >=
-0.16.2). Turning a GGUF vocabulary into a tokenizer takes a while, so the converted tokenizer
-is saved under `~/.cache/gemma-monitor/tokenizers/<sha256 of the file>` and reused; without
-that copy (a fresh machine, a read-only home) it is converted again.
+0.16.2). Reading a GGUF file's metadata is slow (gguf-py parses the whole 262k-entry Gemma 3
+vocabulary, about 10 s on a small CPU, each time the file is opened), and transformers opens
+it three times: for the tokenizer, the config and the weights. So the converted tokenizer and
+config are saved under `~/.cache/gemma-monitor/tokenizers/<sha256 of the file>-<transformers
+version>` and reused, which leaves one read (for the weights); without that copy (a fresh
+machine, a read-only home) they are converted again.
 """
 
 from __future__ import annotations
@@ -74,11 +77,10 @@ def load(model: str, device: str = "cpu", tokenizer_cache: Path | None = None) -
     dtype_arg = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
     try:
         if is_gguf:
-            tokenizer = _gguf_tokenizer(
-                transformers, path, tokenizer_cache or tokenizer_cache_dir()
-            )
+            cache = tokenizer_cache or tokenizer_cache_dir()
+            tokenizer, config = _gguf_tokenizer_and_config(transformers, path, cache)
             net = transformers.AutoModelForCausalLM.from_pretrained(
-                str(path.parent), gguf_file=path.name, **{dtype_arg: dtype}
+                str(path.parent), gguf_file=path.name, config=config, **{dtype_arg: dtype}
             )
         else:
             tokenizer = transformers.AutoTokenizer.from_pretrained(model)
@@ -111,27 +113,32 @@ def load(model: str, device: str = "cpu", tokenizer_cache: Path | None = None) -
     )
 
 
-def _gguf_tokenizer(transformers: Any, path: Path, cache_root: Path) -> Any:
-    """The tokenizer of a GGUF file, from the saved copy when there is one."""
-    digest = file_sha256(path, cache_root)
-    saved = cache_root / digest
-    if (saved / "tokenizer_config.json").is_file():
+def _gguf_tokenizer_and_config(transformers: Any, path: Path, cache_root: Path) -> Any:
+    """The tokenizer and config of a GGUF file, from the saved copy when there is one."""
+    version = ".".join(transformers.__version__.split(".")[:2])
+    saved = cache_root / f"{file_sha256(path, cache_root)}-tf{version}"
+    if (saved / "tokenizer_config.json").is_file() and (saved / "config.json").is_file():
         try:
-            return transformers.AutoTokenizer.from_pretrained(str(saved))
+            return (
+                transformers.AutoTokenizer.from_pretrained(str(saved)),
+                transformers.AutoConfig.from_pretrained(str(saved)),
+            )
         except (OSError, ValueError):
             shutil.rmtree(saved, ignore_errors=True)  # a damaged copy: convert again
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    config = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     try:
         cache_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=cache_root, prefix=".saving-"))
         try:
             tokenizer.save_pretrained(str(staging))
+            config.save_pretrained(str(staging))
             os.replace(staging, saved)  # whole or not at all; a concurrent saver may win
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     except OSError:
         pass  # no cache (read-only home, a concurrent saver won): the next load converts again
-    return tokenizer
+    return tokenizer, config
 
 
 def file_sha256(path: Path, cache_root: Path | None = None) -> str:
