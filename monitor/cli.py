@@ -160,18 +160,26 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    from monitor.guard.loader import PolicyError, load_policy, policy_path
+    """Validate policies without loading their models (that happens when the proxy starts)."""
+    from monitor.guard.loader import PolicyError
+    from monitor.proxy.guarding import resolve_policy
 
     status = 0
     for name in args.policies:
         try:
-            policy = load_policy(policy_path(name))
+            policy = resolve_policy(name)
         except PolicyError as exc:
             print(f"{name}: invalid: {exc}", file=sys.stderr)
             status = EXIT_USAGE
             continue
-        models = policy.model_checks()
-        note = "needs the ShieldGemma classifier (not in this version)" if models else "ready"
+        if policy is None:
+            print(f"{name}: the guard is off")
+            continue
+        models = [
+            f"{stage}: {check.model}" + (f" at {check.endpoint}" if check.endpoint else "")
+            for stage, check in policy.model_checks()
+        ]
+        note = f"ShieldGemma checks ({'; '.join(models)})" if models else "rules only"
         print(
             f"{name}: valid policy '{policy.name}': {len(policy.input.checks)} input and "
             f"{len(policy.output.checks)} output checks; {note}"

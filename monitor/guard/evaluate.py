@@ -7,12 +7,18 @@ precision, recall (the catch rate), F1 and the over-block rate (the share of saf
 blocked), overall and per category, plus the area under the precision-recall curve when
 the checks produced scores. An item counts as flagged unsafe when the verdict blocks it.
 
+Policies with `shieldgemma` checks run them as the proxy does (rules first, then the model),
+so the scores are ShieldGemma's P(Yes) and AU-PRC measures the model itself; `--stage output`
+takes the dataset's `prompt` column, when the text is another column, as what the response
+answers.
+
 `main(argv)` is the command; the CLI only has to hand it its arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import sys
@@ -21,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monitor.guard.engine import Guard
+from monitor.guard.classifier import ClassifierError
 from monitor.guard.loader import PolicyError, load_policy, policy_path
+from monitor.guard.model_guard import CLASSIFIER_CATEGORY, ClassifierFactory, ModelGuard
 from monitor.guard.policy import Policy
 from monitor.guard.scores import Confusion, average_precision
 from monitor.guard.verdict import Verdict
@@ -42,6 +49,7 @@ class Item:
     text: str
     unsafe: bool
     category: str | None
+    prompt: str = ""  # what a response answers (output stage)
 
 
 @dataclass(slots=True)
@@ -58,6 +66,7 @@ class EvalReport:
     true_positive_rules: Counter[str] = field(default_factory=Counter)
     skipped_checks: tuple[str, ...] = ()
     mean_latency_us: float = 0.0
+    classifier_failures: int = 0  # items a classifier could not judge (on_error decided)
 
 
 def read_dataset(
@@ -90,6 +99,7 @@ def read_dataset(
         raise DatasetError(f"{path}: no label column {label_column!r}; has {sorted(columns)}")
     if category_column is None:
         category_column = next((c for c in CATEGORY_COLUMNS if c in columns), None)
+    prompt_column = "prompt" if text_column != "prompt" and "prompt" in columns else None
     items = []
     for number, row in enumerate(rows, 1):
         items.append(
@@ -97,6 +107,7 @@ def read_dataset(
                 str(row.get(text_column) or ""),
                 _label(path, number, row.get(label_column)),
                 str(row[category_column]) if category_column and row.get(category_column) else None,
+                str(row.get(prompt_column) or "") if prompt_column else "",
             )
         )
     return items
@@ -129,18 +140,50 @@ def run_eval(
     *,
     category_column: str | None = None,
     stage: str = "input",
+    classifiers: ClassifierFactory | None = None,
 ) -> EvalReport:
-    """Run `policy`'s rules guard over the dataset and measure it."""
+    """Run `policy`'s guard (its rules, then its ShieldGemma checks through `classifiers`,
+    by default the real ones) over the dataset and measure it. Raises `ClassifierError`
+    when a classifier cannot be built or loaded."""
     items = read_dataset(dataset_path, text_column, label_column, category_column)
-    guard = Guard(policy)
+    return asyncio.run(_evaluate(items, str(dataset_path), policy, stage, classifiers))
+
+
+async def _evaluate(
+    items: list[Item],
+    dataset: str,
+    policy: Policy,
+    stage: str,
+    classifiers: ClassifierFactory | None,
+) -> EvalReport:
+    try:
+        guard = ModelGuard(policy, classifiers)
+    except (OSError, ValueError) as exc:  # a bad model path or endpoint
+        raise ClassifierError(f"cannot build the policy's classifiers: {exc}") from exc
+    try:
+        await guard.ready()
+        return await _measure(items, dataset, policy, stage, guard)
+    finally:
+        await guard.aclose()
+
+
+async def _measure(
+    items: list[Item], dataset: str, policy: Policy, stage: str, guard: ModelGuard
+) -> EvalReport:
     overall = Confusion()
     per_category: dict[str, Confusion] = {}
     scored: list[tuple[float, bool]] = []
     any_score = False
-    report = EvalReport(policy.name, str(dataset_path), stage, overall, per_category, None)
+    report = EvalReport(policy.name, dataset, stage, overall, per_category, None)
     latency = 0
     for item in items:
-        verdict = _check(guard, item.text, stage)
+        if stage == "output":
+            verdict = await guard.check_output(item.text, item.prompt)
+        else:
+            verdict = await guard.check_input([{"role": "user", "content": item.text}])
+        report.classifier_failures += any(
+            f.category == CLASSIFIER_CATEGORY for f in verdict.findings
+        )
         latency += verdict.latency_us
         blocked = verdict.blocked
         overall.add(item.unsafe, blocked)
@@ -157,18 +200,15 @@ def run_eval(
     return report
 
 
-def _check(guard: Guard, text: str, stage: str) -> Verdict:
-    if stage == "output":
-        return guard.check_output(text)
-    return guard.check_input([{"role": "user", "content": text}])
-
-
 def _ranking_score(verdict: Verdict, score: float | None) -> float:
-    """How strongly the guard leans to unsafe: its best score, and 1 for a block without
-    one (a deny-list hit is as sure as the rules get)."""
-    if score is not None:
-        return max(score, 1.0) if verdict.blocked else score
-    return 1.0 if verdict.blocked else 0.0
+    """How strongly the guard leans to unsafe. Blocked items rank above all others, and
+    among themselves by the deciding finding's score (1 without one: a deny-list hit is as
+    sure as the rules get), so a classifier's scores still order what it blocked; other
+    items rank by their best score (0 without one)."""
+    if verdict.blocked:
+        reason = verdict.reason
+        return 1.0 + (reason.score if reason is not None and reason.score is not None else 1.0)
+    return score if score is not None else 0.0
 
 
 def format_report(report: EvalReport) -> str:
@@ -180,6 +220,11 @@ def format_report(report: EvalReport) -> str:
     ]
     if report.skipped_checks:
         lines.append(f"not run (need a model classifier): {', '.join(report.skipped_checks)}")
+    if report.classifier_failures:
+        lines.append(
+            f"classifier failed or timed out on {report.classifier_failures} items "
+            "(decided by on_error): these numbers do not measure the model"
+        )
     header = (
         f"{'category':<34}{'n':>5}{'unsafe':>8}{'blocked':>9}{'precision':>11}{'recall':>8}"
         f"{'F1':>7}{'over-block':>12}"
@@ -243,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             category_column=args.category_column,
             stage=args.stage,
         )
-    except (PolicyError, DatasetError) as exc:
+    except (PolicyError, DatasetError, ClassifierError) as exc:
         print(f"eval-guard: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report_dict(report), indent=2) if args.json else format_report(report))
@@ -261,6 +306,7 @@ def report_dict(report: EvalReport) -> dict[str, object]:
         "au_prc": report.au_prc,
         "skipped_checks": list(report.skipped_checks),
         "mean_latency_us": round(report.mean_latency_us, 1),
+        "classifier_failures": report.classifier_failures,
     }
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.guard.evaluate import DatasetError, main, read_dataset, run_eval
+from monitor.guard.evaluate import DatasetError, format_report, main, read_dataset, run_eval
 from monitor.guard.loader import parse_policy
 from monitor.guard.scores import Confusion, average_precision
+from tests.support.keyword_classifier import KeywordFactory
 
 POLICY = parse_policy(
     "input:\n  checks:\n"
@@ -54,9 +55,10 @@ def test_overall_and_per_category(csv_file: Path) -> None:
     assert report.per_category["cooking"].over_block == 0.0
     assert report.per_category["violence"].recall == 0.0
     assert report.false_positive_rules == {"denylist.denylist": 1}
-    # scores: the blocked items rank first (1.0), the jailbreak question next (0.5)
+    # ranking: deny-list blocks first (2), the injection block by its score (1 + s), the
+    # jailbreak question's near miss next (0.5)
     assert report.au_prc == pytest.approx(average_precision(
-        [(1.0, True), (1.0, True), (1.0, False), (0.5, False), (0.0, True), (0.0, False)]
+        [(2.0, True), (2.0, False), (1.9, True), (0.5, False), (0.0, True), (0.0, False)]
     ))  # fmt: skip
 
 
@@ -110,3 +112,41 @@ def test_main_prints_the_report(
     assert data["overall"]["true_positives"] == 1
     assert main(["--dataset", str(tmp_path / "none.csv"), "--policy", str(policy)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+MODEL_POLICY = parse_policy(
+    "input:\n  checks:\n"
+    "    - {type: shieldgemma, model: m, harms: [{harm: dangerous_content, threshold: 0.9}]}\n"
+    "output:\n  checks:\n"
+    "    - {type: shieldgemma, model: m, harms: [{harm: dangerous_content, threshold: 0.9}]}\n",
+    default_name="model",
+)
+
+
+def test_model_checks_run_and_their_scores_rank_the_items(csv_file: Path) -> None:
+    classifiers = KeywordFactory()
+    report = run_eval(csv_file, MODEL_POLICY, classifiers=classifiers)
+    assert len(classifiers.calls) == len(ROWS) and classifiers.built[0].closed
+    c = report.overall  # the stand-in scores 'bomb' 0.97: both bomb rows are blocked
+    assert (c.true_positives, c.false_positives) == (1, 1)
+    assert report.skipped_checks == () and report.classifier_failures == 0
+    assert report.au_prc == pytest.approx(average_precision(
+        [(1.97, True), (1.97, False), (0.01, True), (0.01, True), (0.01, False), (0.01, False)]
+    ))  # fmt: skip
+
+
+def test_output_stage_answers_the_prompt_column(tmp_path: Path) -> None:
+    path = tmp_path / "responses.jsonl"
+    rows = [{"prompt": "q1", "response": "a bomb", "label": "unsafe"}]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    classifiers = KeywordFactory()
+    report = run_eval(path, MODEL_POLICY, "response", stage="output", classifiers=classifiers)
+    assert report.overall.true_positives == 1
+    (item,) = classifiers.calls[0]
+    assert (item.prompt, item.response) == ("q1", "a bomb")
+
+
+def test_classifier_failures_are_counted_and_reported(csv_file: Path) -> None:
+    report = run_eval(csv_file, MODEL_POLICY, classifiers=KeywordFactory("error"))
+    assert report.classifier_failures == len(ROWS)
+    assert "classifier failed or timed out on 6 items" in format_report(report)
