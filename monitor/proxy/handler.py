@@ -74,9 +74,10 @@ class ProxyHandler:
     async def reload_policy(self) -> str | None:
         """Load the configured policy again and use it for requests from now on (one attribute
         swap: a request in flight keeps the guard it started with). The new policy's
-        classifiers are built in a thread (loading a model takes seconds); the old ones are
-        closed once the last request using them ends. Raises `PolicyError`."""
-        guard = await asyncio.to_thread(self.build_guard)
+        classifiers are built here, on the event loop (their owner's reference counts are not
+        shared with threads; a model loads in its own thread), and swapped in once ready; the
+        old ones are closed once the last request using them ends. Raises `PolicyError`."""
+        guard = self.build_guard()
         if guard is not None:
             try:
                 await guard.ready()
