@@ -19,24 +19,31 @@ from typing import Final
 from monitor.guard.normalize import word_starts
 from monitor.guard.redaction import Hit
 
-# Vendor formats: the literals a key contains (found with `str.find`), how many characters of
-# the key come before the literal, and the pattern matched from the key's start. A pattern is
-# tried only where a key could start a token: "eyJeyJeyJ..." costs one attempt, not one per
-# occurrence (each attempt runs to the end of the token, so that would be quadratic).
-_VENDOR_KEYS: Final = tuple(
-    (name, literals, back, re.compile(pattern))
-    for name, literals, back, pattern in (
-        ("openai", ("sk-",), 0,
-         r"sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]{2,8}-)?[A-Za-z0-9_-]{20,}+"),
-        ("aws", ("AKIA", "ASIA", "ABIA", "ACCA"), 0, r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
-        ("github", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), 0, r"gh[pousr]_[A-Za-z0-9]{36,255}+"),
-        ("github", ("github_pat_",), 0, r"github_pat_[A-Za-z0-9_]{22,255}+"),
-        ("slack", ("xox",), 0, r"xox[abposr]-[A-Za-z0-9-]{10,}+"),
-        ("google", ("AIza",), 0, r"AIza[0-9A-Za-z_-]{35}"),
-        ("stripe", ("k_live_", "k_test_"), 1, r"[rsp]k_(?:live|test)_[0-9A-Za-z]{16,}+"),
-        ("jwt", ("eyJ",), 0, r"eyJ[A-Za-z0-9_-]{5,}+\.eyJ[A-Za-z0-9_-]{5,}+\.[A-Za-z0-9_-]{10,}+"),
+# Vendor formats: each key holds a rare character (`-`, `_`, `A` or `J`) at a fixed place,
+# and one regex finds those places in a single pass (a set of four characters is scanned for
+# at C speed, where a search per literal would read the text twenty times). The anchor's
+# group says which vendor, and how far back from it the key starts; the vendor's pattern is
+# then tried only where a key could start a token: "eyJeyJeyJ..." costs one attempt, not one
+# per occurrence (each attempt runs to the end of the token, so that would be quadratic).
+_VENDOR_KEYS: Final = {
+    name: (back, re.compile(pattern))
+    for name, back, pattern in (
+        ("openai", 2, r"sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]{2,8}-)?[A-Za-z0-9_-]{20,}+"),
+        ("aws", 0, r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        ("github", 3, r"gh[pousr]_[A-Za-z0-9]{36,255}+"),
+        ("github_pat", 6, r"github_pat_[A-Za-z0-9_]{22,255}+"),
+        ("slack", 4, r"xox[abposr]-[A-Za-z0-9-]{10,}+"),
+        ("google", 0, r"AIza[0-9A-Za-z_-]{35}"),
+        ("stripe", 2, r"[rsp]k_(?:live|test)_[0-9A-Za-z]{16,}+"),
+        ("jwt", 2, r"eyJ[A-Za-z0-9_-]{5,}+\.eyJ[A-Za-z0-9_-]{5,}+\.[A-Za-z0-9_-]{10,}+"),
     )
-)  # fmt: skip
+}
+_VENDOR_ANCHOR: Final = re.compile(  # literals first: the engine skips to those characters
+    r"-(?:(?<=sk-)(?P<openai>)|(?<=xox[abposr]-)(?P<slack>))"
+    r"|_(?:(?<=gh[pousr]_)(?P<github>)|(?<=github_)(?=pat_)(?P<github_pat>)"
+    r"|(?<=[rsp]k_)(?=live_|test_)(?P<stripe>))"
+    r"|A(?:(?=KIA|SIA|BIA|CCA)(?P<aws>)|(?=Iza)(?P<google>))|J(?<=eyJ)(?P<jwt>)"
+)
 _BEARER: Final = re.compile(r"bearer\s{1,8}([A-Za-z0-9._~+/-]{16,}+=*)", re.IGNORECASE)
 # an assignment is tried where its keyword's last word starts, in the lower-cased text
 _ASSIGNMENT_WORDS: Final = ("key", "secret", "passw", "pwd", "token")
@@ -58,20 +65,21 @@ def find_secrets(text: str) -> list[Hit]:
     # the token boundary is checked here rather than by a leading look-behind, which would
     # make the regex engine try every position instead of skipping to the first letters
     hits = []
-    for name, literals, back, pattern in _VENDOR_KEYS:
-        for literal in literals:
-            position = text.find(literal)
-            while position >= 0:
-                start = position - back
-                end = position + 1
-                if start >= 0 and (
-                    start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "_-")
-                ):
-                    match = pattern.match(text, start)
-                    if match:
-                        hits.append(_secret(name, start, match.end(), f"{name} credential"))
-                        end = match.end()
-                position = text.find(literal, end)
+    covered = 0  # where the last key ended: anchors inside it start no other key
+    for anchor in _VENDOR_ANCHOR.finditer(text):
+        name = anchor.lastgroup
+        assert name is not None
+        back, pattern = _VENDOR_KEYS[name]
+        start = anchor.start() - back
+        if start < covered or (
+            start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_-")
+        ):
+            continue
+        match = pattern.match(text, start)
+        if match:
+            vendor = "github" if name == "github_pat" else name
+            hits.append(_secret(vendor, start, match.end(), f"{vendor} credential"))
+            covered = match.end()
     low = text.lower()
     if len(low) != len(text):  # a few characters lower-case to two: keep offsets right
         low = text

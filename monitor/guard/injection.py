@@ -148,11 +148,21 @@ class InjectionScore:
     hits: tuple[Hit, ...]
 
 
-# per pattern, each start word as the bytes key of the word set (None: not a word, use `in`)
-_GATES: Final = tuple(
-    (p, tuple(w.encode() if w.isalnum() else None for w in p.starts)) for p in PATTERNS
-)
-_START_KEYS: Final = frozenset(k for _, keys in _GATES for k in keys if k is not None)
+# Which patterns each start word can begin, so that a text's words lead straight to the few
+# patterns worth trying: word starts keyed by their bytes (the text's words are bytes), the
+# others (`<`, `[inst]`, `##`) looked for with `in`.
+def _index(words: bool) -> dict[str, tuple[int, ...]]:
+    index: dict[str, list[int]] = {}
+    for number, pattern in enumerate(PATTERNS):
+        for start in pattern.starts:
+            if start.isalnum() == words:
+                index.setdefault(start, []).append(number)
+    return {start: tuple(numbers) for start, numbers in index.items()}
+
+
+_BY_WORD: Final = {word.encode(): numbers for word, numbers in _index(True).items()}
+_BY_MARKER: Final = tuple(_index(False).items())
+_START_KEYS: Final = frozenset(_BY_WORD)
 _WORD_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _NON_WORD_TO_SPACE: Final = bytes(c if c in _WORD_CHARS else 32 for c in range(256))
 
@@ -161,21 +171,28 @@ def score_injection(text: str) -> InjectionScore:
     """Score `text`; 0.0 with no hits when nothing matched.
 
     The words of the text are collected once (a byte translate and a split, both C speed);
-    a pattern none of whose start words is among them is not tried at all, and the others
-    only where their start words occur.
+    they name the patterns worth trying (most texts: none or a few), and each of those is
+    tried (`match`) only where one of its start words occurs, earliest first.
     """
     folded = fold(text)
     low = folded.text
     words = _START_KEYS.intersection(
         low.encode("ascii", "replace").translate(_NON_WORD_TO_SPACE).split()
     )
+    starts: dict[int, list[str]] = {}  # pattern number -> its start words in the text
+    for word in words:
+        for number in _BY_WORD[word]:
+            starts.setdefault(number, []).append(word.decode())
+    for marker, numbers in _BY_MARKER:
+        if marker in low:
+            for number in numbers:
+                starts.setdefault(number, []).append(marker)
+    found: dict[int, re.Match[str]] = {}
     positions: dict[str, list[int]] = {}
-    found: dict[str, re.Match[str]] = {}
-    for pattern, keys in _GATES:
+    for number, present in starts.items():
+        pattern = PATTERNS[number]
         best: re.Match[str] | None = None
-        for start, key in zip(pattern.starts, keys, strict=True):
-            if (key not in words) if key is not None else (start not in low):
-                continue
+        for start in present:
             if start not in positions:
                 positions[start] = word_starts(low, start) if pattern.words else _all(low, start)
             for position in positions[start]:
@@ -186,11 +203,11 @@ def score_injection(text: str) -> InjectionScore:
                     best = match
                     break
         if best is not None:
-            found[pattern.id] = best
+            found[number] = best
     hits: list[Hit] = []
     miss = 1.0
-    for pattern in PATTERNS:
-        match = found.get(pattern.id)
+    for number, pattern in enumerate(PATTERNS):
+        match = found.get(number)
         if match is None:
             continue
         start_at, end = folded.span(match.start(), match.end())

@@ -7,10 +7,11 @@ bidi controls, BOM) removed, so `b\\u200bomb` is `bomb` too. Findings must point
 original text, so the folded text carries a map from its offsets to the original's.
 
 Three paths, cheapest first, because this runs on every text of every request:
-ASCII folds with `str.lower()`; text that is already NFKC, has no format character and
-casefolds one character to one (most accented, CJK or emoji text) folds with `casefold()`;
-both keep offsets as they are. Only the rest is folded one character cluster (a base
-character and its combining marks) at a time, recording where each folded character came from.
+ASCII folds with `str.lower()`; text that is already NFKC and has no format character (most
+accented, CJK or emoji text) folds with `casefold()`, keeping offsets as they are unless a
+character casefolds to two (`ß`), when the map is built from the original only on the first
+`span`. Only the rest is folded one character cluster (a base character and its combining
+marks) at a time, recording where each folded character came from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 # Every character of category Cf (Unicode 14-15), as ranges; a unit test checks it against
@@ -65,18 +67,30 @@ def fold(text: str) -> Folded:
     """NFKC, casefold, and invisible format characters removed, with the offsets map."""
     if text.isascii():
         return Folded(text.lower(), text, True)
+    return _fold_unicode(text)
+
+
+@lru_cache(maxsize=4)
+def _fold_unicode(text: str) -> Folded:
+    """The non-ASCII paths, remembered for the last few texts: the injection scorer and each
+    deny list fold the same text one after the other, and here that costs microseconds."""
     if unicodedata.is_normalized("NFKC", text) and not _has_format_chars(text):
+        # each cluster of a normalised text is normalised too: casefolding the whole is
+        # folding it cluster by cluster; only the offsets differ when some character
+        # casefolds to two (`ß`), and those are worked out only if a match needs them
         folded = text.casefold()
-        if len(folded) == len(text):  # casefold never shrinks: equal means one to one
-            return Folded(folded, text, True)
+        return Folded(folded, text, len(folded) == len(text))
     return Folded(_fold_clusters(text, with_origin=False)[0], text, False)
 
 
 def _has_format_chars(text: str) -> bool:
     """Whether `text` holds a Cf character. `isprintable` (C speed) is False for those and
-    for whitespace other than the space, so whitespace is split away before asking it;
-    only text with other unprintable characters pays for the regex."""
-    if text.isprintable() or "".join(text.split()).isprintable():
+    for whitespace other than the space, so newlines and tabs are made spaces before asking
+    it (two `replace`s cost less than splitting into words); only text with other
+    unprintable characters pays for the regex."""
+    if text.isprintable() or text.replace("\n", " ").replace("\t", " ").isprintable():
+        return False
+    if "".join(text.split()).isprintable():  # other whitespace: \r, \f, U+2028 ...
         return False
     return FORMAT_CHARS.search(text) is not None
 

@@ -63,6 +63,9 @@ _ENTITY: Final = re.compile(
     r"&(?:#[xX]([0-9a-fA-F]{1,8});?|#([0-9]{1,10});?"
     r"|(colon|Tab|NewLine|lpar|rpar|sol|bsol|quot|apos|equals|period|amp|lt|gt);)"
 )
+# only these can spell part of a scheme: without one, URLs are looked for in the text as is
+_SCHEME_ENTITY: Final = re.compile(r"&(?:#|colon;|Tab;|NewLine;)")
+_SCHEME_ENDS: Final = frozenset("tTaA" + "".join(map(chr, range(32))))
 _NAMED: Final = {
     "colon": ":", "Tab": "\t", "NewLine": "\n", "lpar": "(", "rpar": ")", "sol": "/",
     "bsol": "\\", "quot": '"', "apos": "'", "equals": "=", "period": ".", "amp": "&",
@@ -71,9 +74,11 @@ _NAMED: Final = {
 
 # HTML attributes: whitespace as the tokenizer knows it, what may precede a name, name chars.
 _SPACE: Final = "\t\n\f\r "
-_BEFORE_NAME: Final = frozenset(_SPACE + "/\"'")
-_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
-_MAX_NAME: Final = 48
+# reversed: `=`, whitespace, the name (handlers: letters then `no`), what precedes the name
+_NAME_BACKWARDS: Final = re.compile(
+    r"=[\t\n\f\r ]*+([a-z]{3,46}?no|elyts|codcrs|viuqe-ptth|emanetubirtta)(?=[\t\n\f\r /\"'])",
+    re.IGNORECASE | re.ASCII,
+)
 _VALUE: Final = re.compile(r"""[\t\n\f\r ]*+(?:"[^"]*+"?|'[^']*+'?|[^\t\n\f\r >]*+)""")
 _ALWAYS: Final = frozenset({"srcdoc"})  # attributes stripped whatever their value
 _REFRESH: Final = ("refresh", "set-cookie")
@@ -155,11 +160,14 @@ def _urls(text: str) -> list[Hit]:
     scheme, and character references anywhere in it) and active `data:` URLs, found from their
     colons: a colon is rare, and only those right after a `t` or an `a` are looked at further.
     """
-    decoded = _decode(text) if "&" in text else None
+    decoded = _decode(text) if "&" in text and _SCHEME_ENTITY.search(text) else None
     view = decoded.text if decoded is not None else text
     hits = []
     colon = view.find(":")
     while colon >= 0:
+        if colon == 0 or view[colon - 1] not in _SCHEME_ENDS:  # most colons: at once
+            colon = view.find(":", colon + 1)
+            continue
         start, scheme = _scheme_before(view, colon)
         end = colon
         if scheme in _SCRIPT_SCHEMES:
@@ -255,7 +263,11 @@ def _active_css(css: str) -> bool:
     """Whether a style sheet or a `style` attribute runs or loads script. Checked as written
     and with character references decoded (SVG decodes them inside `<style>` too)."""
     views = (css, _unescape(css)) if "&" in css else (css,)
-    return any(marker in _css_normal(view) for view in views for marker in _CSS_MARKERS)
+    for view in views:
+        normal = _css_normal(view)
+        if any(marker in normal for marker in _CSS_MARKERS):
+            return True
+    return False
 
 
 def _css_normal(css: str) -> str:
@@ -317,38 +329,27 @@ def _positions(text: str, char: str) -> list[int]:
 
 
 def _attributes(text: str, first_tag: int) -> list[Hit]:
-    """Attributes that run script, found from the `=` of each attribute after the first tag
-    start: the name before it (a space, `/` or quote before the name), the value after it."""
+    """Attributes that run script after the first tag start, found from their `=`: one regex
+    over the reversed text, so that it starts with the literal `=` (the engine skips to each
+    one) and reads the name backwards up to what precedes it (a space, `/` or quote)."""
     hits: list[Hit] = []
     context: _TagContext | None = None
-    equals = text.find("=", first_tag)
-    while equals >= 0:
-        name_end = equals
-        while name_end > first_tag and text[name_end - 1] in _SPACE:
-            name_end -= 1
-        name_start = name_end
-        while (
-            name_start > first_tag
-            and name_end - name_start <= _MAX_NAME
-            and text[name_start - 1] in _NAME_CHARS
-        ):
-            name_start -= 1
-        next_from = equals + 1
-        if name_start < name_end and text[name_start - 1] in _BEFORE_NAME:
-            name = text[name_start:name_end].lower()
-            kind = _attribute_kind(name)
-            if kind is not None:
-                value = _VALUE.match(text, equals + 1)
-                value_end = value.end() if value else equals + 1
-                if _attribute_active(kind, text[equals + 1 : value_end]):
-                    if context is None:
-                        context = _TagContext(text)
-                    if context.inside(name_start):
-                        hits.append(
-                            Hit(f"markup.{kind}", "markup", name_start, value_end, detail=kind)
-                        )
-                        next_from = value_end
-        equals = text.find("=", next_from)
+    length = len(text)
+    for match in _NAME_BACKWARDS.finditer(text[::-1], 0, length - first_tag):
+        name = match.group(1)[::-1].lower()
+        kind = _attribute_kind(name)
+        if kind is None:
+            continue
+        equals = length - 1 - match.start()
+        value = _VALUE.match(text, equals + 1)
+        value_end = value.end() if value else equals + 1
+        if not _attribute_active(kind, text[equals + 1 : value_end]):
+            continue
+        name_start = length - match.end()
+        if context is None:
+            context = _TagContext(text)
+        if context.inside(name_start):
+            hits.append(Hit(f"markup.{kind}", "markup", name_start, value_end, detail=kind))
     return hits
 
 
