@@ -120,8 +120,9 @@ class LengthCheck(_Check):
 
 
 class SanitizeCheck(_Check):
-    """Active markup: script (with its content), iframe, object and embed tags, and
-    `javascript:` / `vbscript:` / `data:text/html` URLs."""
+    """Active markup: script and scripted style elements (with their content), iframe,
+    object, embed and base tags, event-handler, srcdoc and scripted style attributes, meta
+    refresh, and `javascript:` / `vbscript:` / `data:text/html` URLs, also entity-encoded."""
 
     type: Literal["sanitize"]
     action: Literal["block", "redact", "flag"] = Field(
