@@ -61,6 +61,13 @@ class LocalShieldGemma:
         return f"shieldgemma:{self.model}"
 
     @property
+    def worker(self) -> ThreadPoolExecutor:
+        """The single thread that loads the model and runs every forward pass. Model code run
+        elsewhere (a benchmark's) should go through it too: torch's CPU thread pool is per
+        calling thread, and two pools on the same cores slow each other down."""
+        return self._executor
+
+    @property
     def forward_passes(self) -> int:
         """Batches run so far (cache hits run none)."""
         return self.batcher.batches

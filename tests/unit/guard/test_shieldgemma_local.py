@@ -168,7 +168,7 @@ async def test_a_timeout_does_not_break_the_batch_for_the_others(
     try:
         expected = classifier.score_prompts([render_prompt(i) for i in ITEMS[2:]])
         # Keep the single worker thread busy, as a long batch would: both calls queue.
-        busy = classifier._executor.submit(time.sleep, 0.5)
+        busy = classifier.worker.submit(time.sleep, 0.5)
         impatient = classifier.classify(ITEMS[:2], timeout_s=0.1)
         patient = classifier.classify(ITEMS[2:], timeout_s=30)
         outcomes = await asyncio.gather(impatient, patient, return_exceptions=True)
