@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,9 @@ async def test_a_closed_classifier_refuses_work(tiny_models: dict[str, Path]) ->
     await classifier.aclose()
     with pytest.raises(ClassifierError, match="closed"):
         await classifier.classify(ITEMS[:1], timeout_s=30)
+
+
+def test_without_torch_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if it were not installed
+    with pytest.raises(ClassifierError, match=r"needs torch: .*gemma-monitor\[shieldgemma\]"):
+        LocalShieldGemma("google/shieldgemma-2b")
