@@ -44,6 +44,7 @@ class LocalShieldGemma:
         self.model = model
         self.device = device
         self.cache = ScoreCache(cache_size)
+        self.model_passes = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shieldgemma")
         self._loading: Future[LoadedModel] = self._executor.submit(
             load, model, device, tokenizer_cache
@@ -69,8 +70,9 @@ class LocalShieldGemma:
 
     @property
     def forward_passes(self) -> int:
-        """Batches run so far (cache hits run none)."""
-        return self.batcher.batches
+        """Forward passes of the model so far (cache hits run none; a batch whose prompts
+        differ much in length runs one per length group)."""
+        return self.model_passes
 
     async def ready(self) -> LoadedModel:
         """Wait for the model to load; raises `ClassifierError` if it cannot."""
@@ -87,12 +89,21 @@ class LocalShieldGemma:
         return [known[key] for key in keys]
 
     def score_prompts(self, prompts: list[str]) -> list[float]:
-        """P(Yes) for rendered prompts, in one left-padded forward pass. Blocking: runs in the
-        worker thread (the batcher calls it there)."""
+        """P(Yes) for rendered prompts. Blocking: runs in the worker thread (the batcher calls
+        it there). Prompts of similar lengths share a left-padded forward pass (`length_groups`),
+        so one long prompt does not make every row of a batch as long as itself."""
         loaded = self._loading.result()  # loading ran first on this thread; re-raises its error
-        torch: Any = loaded.torch
         texts = [loaded.bos + prompt for prompt in prompts]
-        encoded = loaded.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        encoded: list[list[int]] = loaded.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        scores = [0.0] * len(prompts)
+        for group in length_groups([len(ids) for ids in encoded]):
+            found = self._forward(loaded, [encoded[i] for i in group])
+            for index, score in zip(group, found, strict=True):
+                scores[index] = score
+        return scores
+
+    def _forward(self, loaded: LoadedModel, encoded: list[list[int]]) -> list[float]:
+        torch: Any = loaded.torch
         width = max(len(ids) for ids in encoded)
         input_ids = torch.full((len(encoded), width), loaded.pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
@@ -110,6 +121,7 @@ class LocalShieldGemma:
             )
             pair = output.logits[:, -1, [loaded.yes_id, loaded.no_id]].float()
             probabilities = pair.softmax(-1)[:, 0]
+        self.model_passes += 1
         if not bool(torch.isfinite(probabilities).all()):
             raise ClassifierError("the model produced non-finite logits")
         return [float(p) for p in probabilities.tolist()]
@@ -118,3 +130,26 @@ class LocalShieldGemma:
         await self.batcher.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.cache.clear()
+
+
+def length_groups(
+    lengths: list[int], max_ratio: float = 1.5, max_tokens: int = 16384
+) -> list[list[int]]:
+    """Indexes of `lengths` grouped for padded passes: in a group the longest row is at most
+    `max_ratio` times the shortest (so padding is at most a third of it), and rows x longest
+    stays within `max_tokens` (a longer prompt goes alone)."""
+    groups: list[list[int]] = []
+    shortest = longest = 0
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        length = lengths[index]
+        if (
+            groups
+            and length <= max_ratio * shortest
+            and (len(groups[-1]) + 1) * max(longest, length) <= max_tokens
+        ):
+            groups[-1].append(index)
+            longest = max(longest, length)
+        else:
+            groups.append([index])
+            shortest = longest = length
+    return groups

@@ -19,7 +19,7 @@ import pytest
 from monitor.guard.checks import Harm
 from monitor.guard.classifier import ClassifierError, TextItem
 from monitor.guard.shieldgemma import render_prompt
-from monitor.guard.shieldgemma_local import LocalShieldGemma
+from monitor.guard.shieldgemma_local import LocalShieldGemma, length_groups
 from tests.support.tiny_gemma import save_tiny_gemma
 
 pytest.importorskip("transformers")  # the shieldgemma extra
@@ -105,6 +105,26 @@ async def test_a_left_padded_batch_scores_like_one_prompt_at_a_time(
     assert batched == pytest.approx(alone, abs=1e-5)
 
 
+async def test_a_long_prompt_gets_a_pass_of_its_own(tiny_models: dict[str, Path]) -> None:
+    classifier = await loaded(tiny_models["gemma3"])
+    long = TextItem("why is the sky blue " * 60, Harm.HARASSMENT)
+    prompts = [render_prompt(item) for item in [*ITEMS[:2], long]]
+    try:
+        batched = classifier.score_prompts(prompts)
+        assert classifier.forward_passes == 2  # the two short ones together, the long alone
+        alone = [classifier.score_prompts([p])[0] for p in prompts]
+    finally:
+        await classifier.aclose()
+    assert batched == pytest.approx(alone, abs=1e-5)
+
+
+def test_length_groups_bound_padding_and_tokens() -> None:
+    assert length_groups([100, 140, 150, 90, 1000, 151]) == [[3, 0], [1, 2, 5], [4]]
+    assert length_groups([10] * 5, max_tokens=30) == [[0, 1, 2], [3, 4]]
+    assert length_groups([50_000]) == [[0]]
+    assert length_groups([]) == []
+
+
 async def test_yes_and_no_ids_come_from_the_tokenizer(
     tiny_models: dict[str, Path], references: dict[str, tuple[Any, Any]]
 ) -> None:
@@ -139,7 +159,7 @@ async def test_concurrent_calls_share_forward_passes(tiny_models: dict[str, Path
     calls = [[TextItem(text, harm) for harm in Harm] for text in texts]  # 5 requests x 4 harms
     try:
         results = await asyncio.gather(*(classifier.classify(c, timeout_s=30) for c in calls))
-        assert classifier.forward_passes == 3  # 20 prompts in batches of at most 8
+        assert classifier.batcher.batches == 3  # 20 prompts in batches of at most 8
         assert classifier.batcher.scored == 20
         alone = [classifier.score_prompts([render_prompt(i)])[0] for c in calls for i in c]
     finally:
