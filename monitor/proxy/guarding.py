@@ -116,10 +116,12 @@ class GuardStep:
         user text of the request as forwarded (redacted). Empty when no model needs it."""
         if not self.guard.output_models:
             return ""
-        chat = route in _CHAT_ROUTES
-        return response_prompt(
-            forwarded["messages"] if chat else _prompt_messages(route, forwarded)
-        )
+        if route in _CHAT_ROUTES:
+            return response_prompt(forwarded["messages"])
+        prompt = forwarded.get("prompt")
+        if isinstance(prompt, list):
+            prompt = "\n".join(p for p in prompt if isinstance(p, str))
+        return prompt if isinstance(prompt, str) else ""
 
     @staticmethod
     def input_refusal(verdict: Verdict) -> RequestInvalid | ContentFiltered:
@@ -161,19 +163,33 @@ class GuardStep:
         return []
 
 
+def _prompt_fields(route: str, payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (field, role) pairs of a completions or generate request whose text reaches the
+    model: Ollama's `system` and `template` (a prompt template with its own text), the prompt,
+    and the `suffix` both APIs append after the generated text."""
+    fields: list[tuple[str, str]] = []
+    if route == "/api/generate":
+        if isinstance(payload.get("system"), str):
+            fields.append(("system", "system"))
+        if isinstance(payload.get("template"), str):  # the client's own prompt format and text
+            fields.append(("template", "user"))
+    fields.append(("prompt", "user"))
+    if isinstance(payload.get("suffix"), str):
+        fields.append(("suffix", "user"))
+    return fields
+
+
 def _prompt_messages(route: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Completions and generate requests as messages, so one set of input checks serves all."""
     messages: list[dict[str, Any]] = []
-    if route == "/api/generate" and isinstance(payload.get("system"), str):
-        messages.append({"role": "system", "content": payload["system"]})
-    prompt = payload.get("prompt")
-    if isinstance(prompt, list):
-        prompt = "\n".join(p for p in prompt if isinstance(p, str))
-    messages.append({"role": "user", "content": prompt if isinstance(prompt, str) else ""})
+    for field, role in _prompt_fields(route, payload):
+        text = payload.get(field)
+        if isinstance(text, list):
+            text = "\n".join(p for p in text if isinstance(p, str))
+        messages.append({"role": role, "content": text if isinstance(text, str) else ""})
     return messages
 
 
 def _put_prompt(route: str, payload: dict[str, Any], messages: list[Any]) -> None:
-    if route == "/api/generate" and isinstance(payload.get("system"), str):
-        payload["system"] = messages[0]["content"]
-    payload["prompt"] = messages[-1]["content"]
+    for (field, _), message in zip(_prompt_fields(route, payload), messages, strict=True):
+        payload[field] = message["content"]

@@ -79,6 +79,26 @@ def test_ollama_refusal_shape(proxy: RunningProxy) -> None:
     assert resp.status_code == 400 and resp.json()["code"] == "CONTENT_FILTERED"
 
 
+def test_suffix_and_template_are_guarded_like_the_prompt(
+    proxy: RunningProxy, fake_backend: FakeBackend
+) -> None:
+    for route, body in (
+        ("/v1/completions", {"model": "m", "prompt": "def f():", "suffix": INJECTION}),
+        ("/api/generate", {"model": "m", "prompt": "Hi", "suffix": INJECTION, "stream": False}),
+        ("/api/generate", {"model": "m", "prompt": "Hi", "template": INJECTION, "stream": False}),
+    ):
+        resp = httpx.post(f"{proxy.url}{route}", json=body)
+        assert resp.status_code == 400, (route, body)
+    assert fake_backend.received == []
+    resp = httpx.post(
+        f"{proxy.url}/v1/completions",
+        json={"model": "m", "prompt": "Mail me", "suffix": "at jane.doe@example.com"},
+    )
+    assert resp.status_code == 200
+    assert fake_backend.last.body["suffix"] == "at [EMAIL]"
+    assert fake_backend.last.body["prompt"] == "Mail me"
+
+
 def test_personal_data_is_redacted_before_forwarding(
     proxy: RunningProxy, fake_backend: FakeBackend
 ) -> None:
