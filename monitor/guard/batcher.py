@@ -67,6 +67,8 @@ class MicroBatcher:
     async def score(self, requests: Sequence[tuple[str, str]], timeout_s: float) -> list[float]:
         """Scores of (key, prompt) pairs, in order. Raises `TimeoutError` after `timeout_s`
         (the batch goes on without this caller), `ClassifierError` if scoring failed."""
+        if not requests:
+            return []
         jobs = [self._submit(key, prompt) for key, prompt in requests]
         try:
             _, pending = await asyncio.wait([j.future for j in jobs], timeout=timeout_s)
