@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.guard.classifier import ClassifierError
+from monitor.guard.loading_lock import LOADING_LOCK
 from monitor.guard.shieldgemma import NO, YES
 
 EXTRA_HINT = "pip install 'gemma-monitor[shieldgemma]'"
@@ -72,24 +73,41 @@ def load(model: str, device: str = "cpu", tokenizer_cache: Path | None = None) -
     is_gguf = path.suffix == ".gguf"
     if is_gguf and not path.is_file():
         raise ClassifierError(f"no GGUF file at {path}")
-    net: Any
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     dtype_arg = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
     try:
-        if is_gguf:
-            cache = tokenizer_cache or tokenizer_cache_dir()
-            tokenizer, config = _gguf_tokenizer_and_config(transformers, path, cache)
-            net = transformers.AutoModelForCausalLM.from_pretrained(
-                str(path.parent), gguf_file=path.name, config=config, **{dtype_arg: dtype}
+        with LOADING_LOCK:  # transformers cannot build two models in two threads at once
+            net, tokenizer = _load_weights(
+                transformers, model, path, is_gguf, tokenizer_cache, {dtype_arg: dtype}
             )
-        else:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(model)
-            net = transformers.AutoModelForCausalLM.from_pretrained(model, **{dtype_arg: dtype})
         net.to(device)
     except (OSError, ValueError, ImportError, NotImplementedError, RuntimeError) as exc:
         raise ClassifierError(f"could not load ShieldGemma model {model!r}: {exc}") from exc
     net.eval()
+    return _loaded(torch, model, net, tokenizer, device)
 
+
+def _load_weights(
+    transformers: Any,
+    model: str,
+    path: Path,
+    is_gguf: bool,
+    tokenizer_cache: Path | None,
+    dtype: dict[str, Any],
+) -> tuple[Any, Any]:
+    if is_gguf:
+        cache = tokenizer_cache or tokenizer_cache_dir()
+        tokenizer, config = _gguf_tokenizer_and_config(transformers, path, cache)
+        net = transformers.AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, config=config, **dtype
+        )
+    else:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model)
+        net = transformers.AutoModelForCausalLM.from_pretrained(model, **dtype)
+    return net, tokenizer
+
+
+def _loaded(torch: Any, model: str, net: Any, tokenizer: Any, device: str) -> LoadedModel:
     vocab = tokenizer.get_vocab()
     missing = [token for token in (YES, NO) if token not in vocab]
     if missing:

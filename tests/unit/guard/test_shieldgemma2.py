@@ -199,3 +199,25 @@ async def test_classifiers_loading_at_the_same_time(tiny_shieldgemma2: Path) -> 
     finally:
         for model in models:
             await model.aclose()
+
+
+async def test_text_and_image_models_loading_at_the_same_time(
+    tiny_shieldgemma2: Path, tmp_path: Path
+) -> None:
+    """A policy with text and image checks builds both classifiers at once: the text loader
+    takes the same lock as the image one."""
+    from monitor.guard.shieldgemma_local import LocalShieldGemma
+    from tests.support.tiny_gemma import save_tiny_gemma
+
+    text_model = save_tiny_gemma(tmp_path / "text")
+    for _ in range(2):
+        loading = [
+            LocalShieldGemma(str(text_model)),
+            ShieldGemma2Classifier(str(tiny_shieldgemma2)),
+            LocalShieldGemma(str(text_model)),
+        ]
+        try:
+            await asyncio.gather(*(m.ready() for m in loading))
+        finally:
+            for model in loading:
+                await model.aclose()
