@@ -404,5 +404,14 @@ OutputCheck = Annotated[
     Field(discriminator="type"),
 ]
 CHECK_TYPES = frozenset(
-    {"validation", "length", "sanitize", "pii", "injection", "denylist", "shieldgemma", "shieldgemma2"}
+    {
+        "validation",
+        "length",
+        "sanitize",
+        "pii",
+        "injection",
+        "denylist",
+        "shieldgemma",
+        "shieldgemma2",
+    }
 )
