@@ -63,7 +63,7 @@ class ImageGuard:
         """`rest` and the image checks over `images`, concurrently, as one verdict."""
         started = time.perf_counter_ns()
         if not self.checks or not images:
-            return self._without_skips(await rest)
+            return (await rest).without_skipped(self._keys)
         task = asyncio.get_running_loop().create_task(self._run(images))
         try:
             verdict = await rest
@@ -74,7 +74,7 @@ class ImageGuard:
         if verdict.blocked:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            return self._without_skips(verdict)
+            return verdict.without_skipped(self._keys)
         found, names = await task
         findings = verdict.findings + tuple(found)
         action = strongest(f.action for f in findings)
@@ -86,7 +86,7 @@ class ImageGuard:
             redacted_messages=verdict.redacted_messages if action is Action.REDACT else None,
             latency_us=(time.perf_counter_ns() - started) // 1000,
             classifier="+".join(dict.fromkeys([verdict.classifier, *names])),
-            skipped=tuple(s for s in verdict.skipped if s not in self._keys),
+            skipped=verdict.without_skipped(self._keys).skipped,
         )
 
     async def ready(self) -> None:
@@ -109,19 +109,3 @@ class ImageGuard:
             )
         )
         return [f for findings in results for f in findings], [c.name for _, c in self.checks]
-
-    def _without_skips(self, verdict: Verdict) -> Verdict:
-        """The verdict without this guard's checks among `skipped`: they are run here."""
-        if not self._keys.intersection(verdict.skipped):
-            return verdict
-        return Verdict(
-            verdict.stage,
-            verdict.policy,
-            verdict.action,
-            verdict.findings,
-            verdict.redacted_text,
-            verdict.redacted_messages,
-            verdict.latency_us,
-            verdict.classifier,
-            tuple(s for s in verdict.skipped if s not in self._keys),
-        )

@@ -168,6 +168,9 @@ class ModelGuard:
         self.classifiers: list[TextClassifier] = list(shared.values())
         self._input = checks["input"]
         self._output = checks["output"]
+        # the rules engine lists model checks as skipped; here they run
+        self._input_keys = frozenset(c.key for c in self._input)
+        self._output_keys = frozenset(c.key for c in self._output)
 
     @property
     def output_models(self) -> bool:
@@ -178,7 +181,7 @@ class ModelGuard:
         """The rules, then the model checks, over a request's messages."""
         verdict = self.rules.check_input(messages)
         if verdict.blocked or not self._input:
-            return _without_model_skips(verdict, self._input)
+            return verdict.without_skipped(self._input_keys)
         judged = messages if verdict.redacted_messages is None else verdict.redacted_messages
         texts = segments(judged)
         runs = []
@@ -186,17 +189,17 @@ class ModelGuard:
             prompt = "\n\n".join(s.text for s in texts if s.role in check.roles and s.text.strip())
             if prompt:
                 runs.append((check, check.run(prompt, None, "messages", self.observe)))
-        return await self._merge(verdict, runs, self._input)
+        return await self._merge(verdict, runs, self._input_keys)
 
     async def check_output(self, text: str, prompt: str) -> Verdict:
         """The rules, then the model checks, over a response (or the part of it streamed so
         far); `prompt` is what it answers (see `response_prompt`)."""
         verdict = self.rules.check_output(text)
         if verdict.blocked or not self._output or not text.strip():
-            return _without_model_skips(verdict, self._output)
+            return verdict.without_skipped(self._output_keys)
         judged = verdict.redacted_text if verdict.redacted_text is not None else text
         runs = [(c, c.run(prompt, judged, None, self.observe)) for c in self._output]
-        return await self._merge(verdict, runs, self._output)
+        return await self._merge(verdict, runs, self._output_keys)
 
     async def ready(self) -> None:
         """Wait until every classifier can answer (an in-process model loads in the
@@ -219,7 +222,7 @@ class ModelGuard:
                 log.error("closing %s failed: %r", classifier.name, result)
 
     async def _merge(
-        self, rules: Verdict, runs: list[tuple[ModelCheck, Any]], checks: list[ModelCheck]
+        self, rules: Verdict, runs: list[tuple[ModelCheck, Any]], ran: frozenset[str]
     ) -> Verdict:
         started = time.perf_counter_ns()
         results: Sequence[list[Finding]] = await asyncio.gather(*(run for _, run in runs))
@@ -237,7 +240,7 @@ class ModelGuard:
             redacted_messages=rules.redacted_messages if action is Action.REDACT else None,
             latency_us=rules.latency_us + model_us,
             classifier="+".join([rules.classifier, *names]),
-            skipped=_model_skips_removed(rules.skipped, checks),
+            skipped=rules.without_skipped(ran).skipped,
         )
 
 
@@ -272,25 +275,3 @@ def _probabilities(answer: Any, expected: int) -> list[float]:
 def _describe(exc: BaseException) -> str:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {message[:200]}" if message else type(exc).__name__
-
-
-def _model_skips_removed(skipped: tuple[str, ...], checks: list[ModelCheck]) -> tuple[str, ...]:
-    keys = {c.key for c in checks}
-    return tuple(s for s in skipped if s not in keys)
-
-
-def _without_model_skips(verdict: Verdict, checks: list[ModelCheck]) -> Verdict:
-    """A rules verdict that stands alone: the model checks are this guard's, not skipped."""
-    if not checks or not verdict.skipped:
-        return verdict
-    return Verdict(
-        verdict.stage,
-        verdict.policy,
-        verdict.action,
-        verdict.findings,
-        verdict.redacted_text,
-        verdict.redacted_messages,
-        verdict.latency_us,
-        verdict.classifier,
-        _model_skips_removed(verdict.skipped, checks),
-    )

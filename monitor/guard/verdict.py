@@ -11,7 +11,8 @@ and the guard's budget is a fraction of a millisecond.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -113,6 +114,12 @@ class Verdict:
             if finding.action is self.action and self.action is not Action.ALLOW:
                 return finding
         return None
+
+    def without_skipped(self, ran: Collection[str]) -> Verdict:
+        """This verdict with the checks in `ran` no longer listed as skipped (another guard
+        ran them); itself when none of them is listed."""
+        kept = tuple(s for s in self.skipped if s not in ran)
+        return self if len(kept) == len(self.skipped) else dataclasses.replace(self, skipped=kept)
 
     @property
     def max_score(self) -> float | None:
