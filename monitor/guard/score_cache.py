@@ -8,6 +8,7 @@ text at its end), so classifiers keep their recent answers. Used from the event 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 
 
 class ScoreCache:
@@ -37,6 +38,21 @@ class ScoreCache:
         self._scores.move_to_end(key)
         while len(self._scores) > self.size:
             self._scores.popitem(last=False)
+
+    async def through(
+        self,
+        keyed: Sequence[tuple[str, str]],
+        score: Callable[[dict[str, str]], Awaitable[list[float]]],
+    ) -> list[float]:
+        """Scores of (key, prompt) pairs in order: cached ones from here, the others from one
+        `score({key: prompt})` call (each distinct prompt once), kept here afterwards."""
+        known = {key: found for key, _ in keyed if (found := self.get(key)) is not None}
+        todo = {key: prompt for key, prompt in keyed if key not in known}
+        if todo:
+            for key, found in zip(todo, await score(todo), strict=True):
+                self.put(key, found)
+                known[key] = found
+        return [known[key] for key, _ in keyed]
 
     def __len__(self) -> int:
         return len(self._scores)

@@ -79,14 +79,10 @@ class LocalShieldGemma:
         return await asyncio.wrap_future(self._loading)
 
     async def classify(self, items: Sequence[TextItem], timeout_s: float) -> list[float]:
-        prompts = [render_prompt(item) for item in items]
-        keys = [prompt_key(prompt) for prompt in prompts]
-        known = {key: score for key in keys if (score := self.cache.get(key)) is not None}
-        todo = {key: prompt for key, prompt in zip(keys, prompts, strict=True) if key not in known}
-        if todo:
-            scores = await self.batcher.score(list(todo.items()), timeout_s)
-            known.update(zip(todo, scores, strict=True))
-        return [known[key] for key in keys]
+        keyed = [(prompt_key(prompt), prompt) for prompt in map(render_prompt, items)]
+        return await self.cache.through(
+            keyed, lambda todo: self.batcher.score(list(todo.items()), timeout_s)
+        )
 
     def score_prompts(self, prompts: list[str]) -> list[float]:
         """P(Yes) for rendered prompts. Blocking: runs in the worker thread (the batcher calls

@@ -68,28 +68,23 @@ class RemoteShieldGemma:
         return f"shieldgemma:{self.model}"
 
     async def classify(self, items: Sequence[TextItem], timeout_s: float) -> list[float]:
-        prompts = [render_prompt(item) for item in items]
-        keys = [prompt_key(prompt) for prompt in prompts]
-        known = {key: score for key in keys if (score := self.cache.get(key)) is not None}
-        todo = {key: prompt for key, prompt in zip(keys, prompts, strict=True) if key not in known}
-        if todo:
-            pool = self._current_pool()
-            tasks = [asyncio.ensure_future(self._ask(pool, prompt)) for prompt in todo.values()]
-            try:
-                async with asyncio.timeout(timeout_s):
-                    scores = await asyncio.gather(*tasks)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"ShieldGemma server at {self.endpoint} gave no answer within {timeout_s:g}s"
-                ) from None
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            for key, score in zip(todo, scores, strict=True):
-                self.cache.put(key, score)
-                known[key] = score
-        return [known[key] for key in keys]
+        keyed = [(prompt_key(prompt), prompt) for prompt in map(render_prompt, items)]
+        return await self.cache.through(keyed, lambda todo: self._ask_all(todo, timeout_s))
+
+    async def _ask_all(self, todo: dict[str, str], timeout_s: float) -> list[float]:
+        pool = self._current_pool()
+        tasks = [asyncio.ensure_future(self._ask(pool, prompt)) for prompt in todo.values()]
+        try:
+            async with asyncio.timeout(timeout_s):
+                return list(await asyncio.gather(*tasks))
+        except TimeoutError:
+            raise TimeoutError(
+                f"ShieldGemma server at {self.endpoint} gave no answer within {timeout_s:g}s"
+            ) from None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _ask(self, pool: UpstreamPool, prompt: str) -> float:
         body = orjson.dumps(

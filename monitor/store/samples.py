@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -145,16 +145,3 @@ def quality_scores_for(engine: Engine, request_ids: Iterable[str]) -> list[Quali
             QualityScore(r.request_id, r.ts, r.scorer, r.metric, r.value, r.detail)
             for r in conn.execute(query)
         ]
-
-
-def mean_quality(
-    engine: Engine, since: datetime, until: datetime
-) -> dict[tuple[str, str], tuple[float, int]]:
-    """(scorer, metric) → (mean value, count) of the scores made in the window."""
-    query = (
-        select(_q.scorer, _q.metric, func.avg(_q.value), func.count())
-        .where(_q.ts >= since, _q.ts < until)
-        .group_by(_q.scorer, _q.metric)
-    )
-    with engine.connect() as conn:
-        return {(s, m): (float(avg), int(n)) for s, m, avg, n in conn.execute(query)}
