@@ -19,12 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from monitor.alerts.state import Alert, AlertEvent
 from monitor.alerts.webhooks import OutgoingWebhook
+from monitor.store.inserts import upsert_insert
 from monitor.store.models import alert_deliveries_table, alert_events_table, alerts_table
 
 _a = alerts_table.c
@@ -161,23 +160,8 @@ def _enqueue(conn: Connection, enqueued: Sequence[Enqueued], now: datetime) -> N
         }
         for item in enqueued
     ]
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        make = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = make(alert_deliveries_table).on_conflict_do_nothing(
-            index_elements=["receiver", "key"]
-        )
-        conn.execute(stmt, rows)
-        return
-    existing = {
-        (r, k)
-        for r, k in conn.execute(
-            select(_d.receiver, _d.key).where(_d.key.in_([row["key"] for row in rows]))
-        )
-    }
-    fresh = [row for row in rows if (row["receiver"], row["key"]) not in existing]
-    if fresh:
-        conn.execute(insert(alert_deliveries_table), fresh)
+    stmt = upsert_insert(alert_deliveries_table, conn.dialect.name)
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=["receiver", "key"]), rows)
 
 
 def active_snapshots(engine: Engine) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ import dataclasses
 import operator
 from typing import Any, Final
 
-from sqlalchemy import Insert, insert
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -36,13 +36,22 @@ from monitor.store.models import guard_verdicts_table, requests_table
 Row = dict[str, Any]
 
 
+def upsert_insert(table: Table, dialect_name: str) -> Any:
+    """An insert into `table` that can take ON CONFLICT clauses, for Postgres or SQLite (the
+    databases the store supports)."""
+    if dialect_name == "postgresql":
+        return postgresql_insert(table)
+    if dialect_name == "sqlite":
+        return sqlite_insert(table)
+    raise ValueError(f"unsupported database {dialect_name!r}: use Postgres or SQLite")
+
+
 def insert_statement(dialect_name: str) -> Insert:
     """The insert that skips rows whose id is already stored, for this dialect."""
-    if dialect_name == "postgresql":
-        return postgresql_insert(requests_table).on_conflict_do_nothing(index_elements=["id"])
-    if dialect_name == "sqlite":
-        return sqlite_insert(requests_table).on_conflict_do_nothing(index_elements=["id"])
-    raise ValueError(f"unsupported database {dialect_name!r}: use Postgres or SQLite")
+    statement: Insert = upsert_insert(requests_table, dialect_name).on_conflict_do_nothing(
+        index_elements=["id"]
+    )
+    return statement
 
 
 def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:

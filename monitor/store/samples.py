@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
+from monitor.store.inserts import upsert_insert
 from monitor.store.models import probe_samples_table, quality_scores_table
 
 _p = probe_samples_table.c
@@ -82,28 +81,13 @@ def write_quality_scores(engine: Engine, scores: Sequence[QualityScore]) -> int:
     if not scores:
         return 0
     rows = [s.as_row() for s in scores]
-    dialect = engine.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        make = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = make(quality_scores_table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["request_id", "scorer", "metric"],
-            set_={"value": stmt.excluded.value, "ts": stmt.excluded.ts,
-                  "detail": stmt.excluded.detail},
-        )  # fmt: skip
-        with engine.begin() as conn:
-            conn.execute(stmt, rows)
-        return len(rows)
-    with engine.begin() as conn:  # other databases: delete then insert
-        for row in rows:
-            conn.execute(
-                delete(quality_scores_table).where(
-                    _q.request_id == row["request_id"],
-                    _q.scorer == row["scorer"],
-                    _q.metric == row["metric"],
-                )
-            )
-        conn.execute(insert(quality_scores_table), rows)
+    stmt = upsert_insert(quality_scores_table, engine.dialect.name)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["request_id", "scorer", "metric"],
+        set_={"value": stmt.excluded.value, "ts": stmt.excluded.ts, "detail": stmt.excluded.detail},
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt, rows)
     return len(rows)
 
 
