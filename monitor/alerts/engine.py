@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
@@ -27,7 +27,7 @@ from monitor.alerts.webhooks import WebhookReceiver, prepare
 from monitor.probes.system import utcnow
 from monitor.store import alerts as alert_store
 from monitor.store.alerts import Enqueued
-from monitor.store.summaries import Summary, summarize
+from monitor.store.summaries import Summary, summarize_windows
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,7 @@ class AlertEngine:
             return True
 
     def _summaries(self, now: datetime) -> dict[float, Summary]:
-        return {
-            window: summarize(self.engine, now - timedelta(seconds=window), now)
-            for window in sorted({r.window for r in self.rules})
-        }
+        return summarize_windows(self.engine, sorted({r.window for r in self.rules}), now)
 
     def _stage(self, notifications: Sequence[Notification]) -> None:
         for n in notifications:

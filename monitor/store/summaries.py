@@ -23,6 +23,7 @@ Definitions:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,16 +65,43 @@ def summarize(
     """The summary of `since <= ts < until`; with `baseline`, the `*_baseline` fields too
     (the same figures over `baseline` ending at `until`)."""
     with engine.connect() as conn:
-        fields = _requests(conn, since, until)
-        fields.update(_probes(conn, since, until))
-        quality = _quality(conn, since, until)
-        fields["quality_overall"] = _overall(quality)
-        if baseline is not None:
-            start = until - baseline
-            base = _requests(conn, start, until)
-            fields["blocked_rate_baseline"] = base["blocked_rate"]
-            fields["quality_overall_baseline"] = _overall(_quality(conn, start, until))
+        base = _baseline(conn, until, baseline) if baseline is not None else {}
+        return _summary(conn, since, until, base)
+
+
+def summarize_windows(
+    engine: Engine, windows: Iterable[float], until: datetime, *, baseline: timedelta = BASELINE
+) -> dict[float, Summary]:
+    """A summary per window (seconds) ending at `until`, as `summarize` gives each, with the
+    baseline read once for all of them (the alert worker's step)."""
+    with engine.connect() as conn:
+        base = _baseline(conn, until, baseline)
+        return {w: _summary(conn, until - timedelta(seconds=w), until, base) for w in windows}
+
+
+def _summary(
+    conn: Connection, since: datetime, until: datetime, base: dict[str, float | None]
+) -> Summary:
+    fields = _requests(conn, since, until)
+    fields.update(_probes(conn, since, until))
+    quality = _quality(conn, since, until)
+    fields["quality_overall"] = _overall(quality)
+    fields.update(base)
     return Summary(since, until, fields, {f"{s}.{m}": v for (s, m), v in quality.items()})
+
+
+def _baseline(conn: Connection, until: datetime, span: timedelta) -> dict[str, float | None]:
+    """The `*_baseline` fields: blocked rate and overall quality over `span` ending at `until`."""
+    start = until - span
+    total, blocked = conn.execute(
+        select(func.count(), func.sum(case((_r.outcome.in_(_BLOCKED), 1), else_=0))).where(
+            _r.ts >= start, _r.ts < until
+        )
+    ).one()
+    return {
+        "blocked_rate_baseline": (blocked or 0) / total if total else None,
+        "quality_overall_baseline": _overall(_quality(conn, start, until)),
+    }
 
 
 def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, float | None]:

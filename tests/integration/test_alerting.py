@@ -21,7 +21,7 @@ from monitor.record import RequestRecord
 from monitor.store import alerts as alert_store
 from monitor.store.inserts import insert_rows, record_row
 from monitor.store.samples import ProbeValue, write_probe_values
-from monitor.store.summaries import summarize
+from monitor.store.summaries import summarize, summarize_windows
 from tests.support.webhook_receiver import ReceiverServer, RecordingReceiver
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -121,6 +121,8 @@ async def test_summary_reads_requests_probes_and_the_baseline(engine: Engine) ->
     assert f["gpu_memory_pct"] == 97.0
     assert f["backend_up"] == 0.0  # the latest check wins
     assert f["blocked_rate_baseline"] == pytest.approx(2 / 15)
+    (one,) = summarize_windows(engine, [60.0], T0 + timedelta(minutes=1)).values()
+    assert one.fields == f  # the alert worker's batch read gives the same figures
     empty = summarize(engine, T0 + timedelta(hours=2), T0 + timedelta(hours=3)).fields
     assert empty["total_requests"] == 0
     assert empty["successful_requests"] is None  # idle is not an outage
