@@ -17,24 +17,24 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from monitor.admin import admin_router
-from monitor.admin_monitoring import monitoring_router
+from monitor.api.admin import admin_router
+from monitor.api.admin_stats import monitoring_router
 from monitor.config import Settings
-from monitor.feedback import RecentRequests, feedback_router
+from monitor.api.feedback import RecentRequests, feedback_router
 from monitor.guard.classifier import ClassifierError
 from monitor.guard.model_guard import ClassifierFactory
-from monitor.guard.text_classifiers import TextClassifiers
+from monitor.guard.shieldgemma.classifiers import TextClassifiers
 from monitor.metrics import Metrics
-from monitor.monitoring import Monitoring
-from monitor.ops import ops_router
+from monitor.workers.background import Monitoring
+from monitor.api.ops import ops_router
 from monitor.proxy.admission import Admission, build_limiter
-from monitor.proxy.backend import BackendClient
+from monitor.upstream.backend import BackendClient
 from monitor.proxy.exchange import Receive, Scope, Send
 from monitor.proxy.guarding import GuardStep, build_guard
 from monitor.proxy.handler import GENERATION_ROUTES, ProxyHandler
-from monitor.proxy.listing import listing_router
-from monitor.quality.backend_judge import BackendJudge
-from monitor.quality.worker import QualityWorker
+from monitor.api.listing import listing_router
+from monitor.workers.judge import BackendJudge
+from monitor.workers.quality import QualityWorker
 from monitor.record import RequestRecord
 from monitor.store.engine import make_engine
 from monitor.store.migrate import check_migrated, upgrade

@@ -131,7 +131,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from monitor.alerts.rules import parse_duration
-    from monitor.report import build_report, render
+    from monitor.reports.report import build_report, render
     from monitor.store.engine import make_engine
     from monitor.store.migrate import NotMigratedError, check_migrated
 
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "eval-guard" in argv:  # its own options, which argparse cannot pass through a subparser
-        from monitor.guard.evaluate import main as eval_main
+        from monitor.evaluation.guard_eval import main as eval_main
 
         return eval_main(argv[argv.index("eval-guard") + 1 :])
     args = build_parser().parse_args(argv)

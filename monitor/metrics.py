@@ -144,7 +144,7 @@ class _RecorderCollector(Collector):
 
 
 class QualityCounts(Protocol):
-    """What the quality worker counts, per scorer (`monitor.quality.worker.QualityStats`)."""
+    """What the quality worker counts, per scorer (`monitor.workers.quality.QualityStats`)."""
 
     @property
     def scored(self) -> Mapping[str, int]: ...

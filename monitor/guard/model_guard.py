@@ -73,7 +73,7 @@ def default_classifier_factory() -> ClassifierFactory:
     """The ShieldGemma classifiers (in-process transformers, or a remote server when the check
     names an `endpoint`) from the process-wide shared set; the composition root keeps its
     own `TextClassifiers` instead. Imported only when a policy needs a model."""
-    from monitor.guard.text_classifiers import build_text_classifier
+    from monitor.guard.shieldgemma.classifiers import build_text_classifier
 
     return build_text_classifier
 

@@ -18,11 +18,11 @@ from monitor.guard.checks import (
     PiiCheck,
     SanitizeCheck,
 )
-from monitor.guard.denylist import DenyList
-from monitor.guard.injection import score_injection
-from monitor.guard.pii import find_pii
-from monitor.guard.redaction import Hit, redact
-from monitor.guard.sanitize import find_markup, strip_markup
+from monitor.guard.detectors.denylist import DenyList
+from monitor.guard.detectors.injection import score_injection
+from monitor.guard.detectors.pii import find_pii
+from monitor.guard.detectors.redaction import Hit, redact
+from monitor.guard.detectors.sanitize import find_markup, strip_markup
 from monitor.guard.verdict import Action
 
 TextCheck = LengthCheck | SanitizeCheck | PiiCheck | InjectionCheck | DenyListCheck

@@ -32,7 +32,7 @@ from typing import Literal
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.probes.backend_health import describe_error
-from monitor.probes.system import utcnow
+from monitor.record import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from monitor.probes.system import utcnow
+from monitor.record import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.errors import ContentFiltered, RequestInvalid, ResponseFiltered
-from monitor.guard.image_guard import ImageGuard
-from monitor.guard.images import ImageRef, images_in_messages, images_in_prompt
+from monitor.guard.images.guard import ImageGuard
+from monitor.guard.images.parts import ImageRef, images_in_messages, images_in_prompt
 from monitor.guard.loader import PolicyError, load_policy, policy_path
 from monitor.guard.model_guard import (
     CLASSIFIER_CATEGORY,
@@ -23,7 +23,7 @@ from monitor.guard.model_guard import (
 )
 from monitor.guard.policy import Policy, StreamMode
 from monitor.guard.verdict import Action, Verdict
-from monitor.proxy.image_fetch import fetch_image
+from monitor.guard.images.fetch import fetch_image
 
 POLICY_OFF = frozenset({"off", "none", "disabled"})
 _CHAT_ROUTES = ("/v1/chat/completions", "/api/chat")

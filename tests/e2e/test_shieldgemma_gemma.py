@@ -20,9 +20,9 @@ import pytest
 from monitor.backends.local import LocalGemmaServer, ModelUnavailableError, gguf_path
 from monitor.guard.checks import Harm
 from monitor.guard.classifier import TextItem
-from monitor.guard.shieldgemma import render_prompt
-from monitor.guard.shieldgemma_local import LocalShieldGemma
-from monitor.guard.shieldgemma_remote import RemoteShieldGemma, first_top_logprobs
+from monitor.guard.shieldgemma.local import LocalShieldGemma
+from monitor.guard.shieldgemma.prompts import render_prompt
+from monitor.guard.shieldgemma.remote import RemoteShieldGemma, first_top_logprobs
 
 pytest.importorskip("transformers")  # the shieldgemma extra
 pytest.importorskip("gguf")

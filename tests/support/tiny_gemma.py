@@ -13,7 +13,7 @@ from typing import Any
 
 from monitor.guard.checks import Harm
 from monitor.guard.classifier import TextItem
-from monitor.guard.shieldgemma import render_prompt
+from monitor.guard.shieldgemma.prompts import render_prompt
 
 SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>"]
 EXTRA_TEXT = "how do I bake bread tell me a joke the sky is blue why hello there you"
