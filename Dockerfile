@@ -1,5 +1,17 @@
 # The monitor (proxy + workers), for docker-compose.yml or any container platform.
 #   docker build -t gemma-monitor .
+# The image holds the installed wheel, not the source tree: the migrations and the shipped
+# policies travel inside the package (monitor/migrations, monitor/policies), as with pip.
+FROM python:3.11-slim AS wheel
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY monitor monitor
+COPY migrations migrations
+COPY policies policies
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ARG EXTRAS=postgres
@@ -8,10 +20,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The working directory is where an optional monitor.yaml is read from; it holds no code.
 WORKDIR /app
-# .dockerignore keeps .venv, .git, var/ and caches out of the context.
-COPY . .
-RUN pip install ".[${EXTRAS}]" \
+COPY --from=wheel /wheels /wheels
+RUN pip install "$(echo /wheels/gemma_monitor-*.whl)[${EXTRAS}]" \
+    && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /app monitor \
     && mkdir -p /var/lib/gemma-monitor/spool \
     && chown -R monitor /var/lib/gemma-monitor

@@ -17,7 +17,8 @@ import os
 import time
 import uuid
 
-from monitor.proxy.ratelimit import Limiter, RateLimit
+from monitor.config_types import RateLimit
+from monitor.proxy.ratelimit import Limiter
 from monitor.proxy.ratelimit_memory import MemoryLimiter
 from monitor.proxy.ratelimit_redis import RedisLimiter
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from monitor.config import Settings, SettingsError
+from monitor.evaluation import guard_eval
 
 EXIT_USAGE = 2
 
@@ -130,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from monitor.alerts.rules import parse_duration
+    from monitor.config_types import parse_duration
     from monitor.reports.report import build_report, render
     from monitor.store.engine import make_engine
     from monitor.store.migrate import NotMigratedError, check_migrated
@@ -211,10 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "eval-guard",
-        add_help=False,
         help="precision/recall/F1/over-block of a guard policy on a labelled CSV or JSONL",
+        description=(guard_eval.__doc__ or "").splitlines()[0],
     )
-    evaluate.add_argument("options", nargs="*", help="see `gemma-monitor eval-guard --help`")
+    guard_eval.add_arguments(evaluate)
+    evaluate.set_defaults(func=guard_eval.run)
 
     policy = sub.add_parser("policy", help="guard policies")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
@@ -238,11 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "eval-guard" in argv:  # its own options, which argparse cannot pass through a subparser
-        from monitor.evaluation.guard_eval import main as eval_main
-
-        return eval_main(argv[argv.index("eval-guard") + 1 :])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

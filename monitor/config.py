@@ -1,15 +1,27 @@
 """Settings: `monitor.yaml` (or `--config FILE`) and `MONITOR_*` environment variables, which win.
 
 Built once by the CLI (or by a test) and passed to `create_app`; nothing reads the environment
-after that.
+after that. Where a value comes from, strongest first:
+
+1. keyword arguments (`Settings.load(port=...)`: the CLI's flags);
+2. `MONITOR_*` environment variables, a section's keys with `__` (MONITOR_HEALTH__TIMEOUT_S);
+3. the YAML file (`load` reads monitor.yaml from the working directory, or the file named);
+4. the defaults below.
+
+pydantic-settings merges the sources key by key, sections included: a variable replaces one key
+of a section the file sets, and the file's other keys in it stay. The field types (durations,
+rate limits, alert rules, webhook receivers) are in `config_types`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import pydantic_settings
 import yaml
 from pydantic import (
     AnyHttpUrl,
@@ -23,21 +35,30 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    YamlConfigSettingsSource,
 )
 
-from monitor.alerts.rules import AlertRule, Duration, default_rules
-from monitor.alerts.webhooks import WebhookReceiver
-from monitor.proxy.ratelimit import RateLimit
+from monitor.config_types import AlertRule, Duration, RateLimit, WebhookReceiver
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 DEFAULT_CONFIG_FILE = "monitor.yaml"
+ENV_PREFIX = "MONITOR_"
+ENV_NESTED_DELIMITER = "__"
 RATE_LIMIT_OFF = frozenset({"off", "none", "0", "false", "disabled"})
+
+# The YAML file `Settings.load` chose, for the `Settings(...)` it builds (see `load`).
+_config_file: ContextVar[Path | None] = ContextVar("monitor_config_file", default=None)
 
 
 class SettingsError(Exception):
-    """Raised when the settings cannot be loaded; the message names the file or field."""
+    """Raised when the settings cannot be loaded; the message names the file or variable, and
+    the field, that is wrong."""
 
 
 Scorer = Literal["heuristic", "embedding", "judge", "guard"]
@@ -146,40 +167,45 @@ class AlertSettings(_Section):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
     )
 
     # where the proxy listens
-    host: str = Field("127.0.0.1", description="Address the proxy binds to.")
-    port: int = Field(8000, ge=1, le=65535, description="Port the proxy listens on.")
+    host: str = Field(default="127.0.0.1", description="Address the proxy binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the proxy listens on.")
 
     # the upstream Gemma server
     backend_url: AnyHttpUrl = Field(
-        AnyHttpUrl("http://127.0.0.1:8080"),
+        default=AnyHttpUrl("http://127.0.0.1:8080"),
         description="Base URL of the upstream server, without /v1 (a trailing /v1 is removed).",
     )
     backend_protocol: Literal["openai", "ollama"] = Field(
-        "openai",
+        default="openai",
         description="What the backend speaks: 'openai' (vLLM, llama.cpp, TGI) or 'ollama'. "
         "Ollama clients in front of an OpenAI backend are translated; OpenAI clients in front "
         "of Ollama use Ollama's own /v1 endpoints.",
     )
-    backend_name: str | None = Field(None, description="Label stored with each record.")
+    backend_name: str | None = Field(default=None, description="Label stored with each record.")
     backend_api_key: str | None = Field(
-        None, description="Sent upstream as 'Authorization: Bearer ...' when set."
+        default=None, description="Sent upstream as 'Authorization: Bearer ...' when set."
     )
     forward_client_authorization: bool = Field(
-        False, description="Forward the client's Authorization header upstream."
+        default=False, description="Forward the client's Authorization header upstream."
     )
-    connect_timeout_s: float = Field(5.0, gt=0, description="Upstream connect timeout.")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Upstream connect timeout.")
     read_timeout_s: float = Field(
-        120.0, gt=0, description="Longest wait for the next upstream byte (first token included)."
+        default=120.0,
+        gt=0,
+        description="Longest wait for the next upstream byte (first token included).",
     )
-    max_connections: int = Field(512, ge=1, description="Upstream connection pool size.")
+    max_connections: int = Field(default=512, ge=1, description="Upstream connection pool size.")
 
     # admission
     max_body_bytes: int = Field(
-        10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+        default=10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -187,34 +213,97 @@ class Settings(BaseSettings):
         "without one of them gets 401.",
     )
     user_header: str | None = Field(
-        None,
+        default=None,
         description="Header naming the end user (e.g. x-user-id): the principal when the "
         "request carries no API key.",
     )
     rate_limit: str = Field(
-        "100/hour",
+        default="100/hour",
         description="Requests per principal per sliding window, e.g. 100/hour, 10/minute; "
         "'off' disables rate limiting.",
     )
     token_budget: str | None = Field(
-        None, description="Optional tokens per principal per window, e.g. 100000/hour."
+        default=None, description="Optional tokens per principal per window, e.g. 100000/hour."
     )
     rate_limits: dict[str, str] = Field(
         default_factory=dict,
         description="Per-principal request limits, by principal id (sha256 of the key, 16 hex).",
     )
     redis_url: str | None = Field(
-        None, description="Redis for rate-limit windows shared by replicas; in memory without it."
+        default=None,
+        description="Redis for rate-limit windows shared by replicas; in memory without it.",
     )
     rate_limit_fail_open: bool = Field(
-        True, description="When Redis is unreachable: allow (true) or refuse (false) requests."
+        default=True,
+        description="When Redis is unreachable: allow (true) or refuse (false) requests.",
     )
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token for /admin/*; the admin API is off without it."
+        default=None, description="Bearer token for /admin/*; the admin API is off without it."
     )
 
+    # guard
+    policies: str = Field(
+        default="default",
+        description="The guard policy: a YAML file, or the name of a shipped one (default, "
+        "strict, shieldgemma); 'off' runs no guard.",
+    )
+
+    # storage
+    database_url: str = Field(
+        default="sqlite:///var/gemma-monitor.db",
+        description="SQLAlchemy URL. Postgres: postgresql+psycopg://user@host/db.",
+    )
+    auto_migrate: bool = Field(
+        default=False, description="Run the migrations at startup instead of refusing to start."
+    )
+    content_storage: Literal["none", "full"] = Field(
+        default="none", description="Whether prompts and responses are stored (hashes always are)."
+    )
+    spool_dir: Path = Field(
+        default=Path("var/spool"),
+        description="Where records wait while the database is unreachable.",
+    )
+    recorder_queue_size: int = Field(
+        default=20_000, ge=1, description="In-memory record queue bound."
+    )
+    recorder_batch_size: int = Field(
+        default=1000, ge=1, description="Most rows per database write."
+    )
+    recorder_flush_interval_s: float = Field(
+        default=0.25, gt=0, description="Longest a record waits in memory before a write."
+    )
+    recorder_retry_interval_s: float = Field(
+        default=2.0, gt=0, description="How often a spool is replayed while the database is down."
+    )
+
+    # probes, quality, alerts
+    probes: ProbeSettings = ProbeSettings()
+    health: HealthSettings = HealthSettings()
+    backend_metrics: BackendMetricsSettings = BackendMetricsSettings()
+    quality: QualitySettings = QualitySettings()
+    alerts: AlertSettings = AlertSettings()
+    webhook_url: str | None = Field(
+        default=None, description="One generic alert receiver (more under alerts.webhooks)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 secret of the MONITOR_WEBHOOK_URL receiver."
+    )
+
+    # lifecycle
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On shutdown, how long in-flight streams may finish."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
     @field_validator(
-        "admin_token", "token_budget", "redis_url", "user_header", "backend_api_key", mode="before"
+        "admin_token",
+        "token_budget",
+        "redis_url",
+        "user_header",
+        "backend_api_key",
+        "webhook_url",
+        "webhook_secret",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -249,57 +338,14 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters (generate one: openssl rand -hex 24)")
         return value
 
-    @property
-    def rate_limit_enabled(self) -> bool:
-        return self.rate_limit.strip().lower() not in RATE_LIMIT_OFF
-
-    # guard
-    policies: str = Field(
-        "default",
-        description="The guard policy: a YAML file, or the name of a shipped one (default, "
-        "strict, shieldgemma); 'off' runs no guard.",
-    )
-
-    # storage
-    database_url: str = Field(
-        "sqlite:///var/gemma-monitor.db",
-        description="SQLAlchemy URL. Postgres: postgresql+psycopg://user@host/db.",
-    )
-    auto_migrate: bool = Field(
-        False, description="Run the migrations at startup instead of refusing to start."
-    )
-    content_storage: Literal["none", "full"] = Field(
-        "none", description="Whether prompts and responses are stored (hashes always are)."
-    )
-    spool_dir: Path = Field(
-        Path("var/spool"), description="Where records wait while the database is unreachable."
-    )
-    recorder_queue_size: int = Field(20_000, ge=1, description="In-memory record queue bound.")
-    recorder_batch_size: int = Field(1000, ge=1, description="Most rows per database write.")
-    recorder_flush_interval_s: float = Field(
-        0.25, gt=0, description="Longest a record waits in memory before a write."
-    )
-    recorder_retry_interval_s: float = Field(
-        2.0, gt=0, description="How often a spool is replayed while the database is down."
-    )
-
-    # probes, quality, alerts
-    probes: ProbeSettings = ProbeSettings()
-    health: HealthSettings = HealthSettings()
-    backend_metrics: BackendMetricsSettings = BackendMetricsSettings()
-    quality: QualitySettings = QualitySettings()
-    alerts: AlertSettings = AlertSettings()
-    webhook_url: str | None = Field(
-        None, description="One generic alert receiver (more under alerts.webhooks)."
-    )
-    webhook_secret: SecretStr | None = Field(
-        None, description="HMAC-SHA256 secret of the MONITOR_WEBHOOK_URL receiver."
-    )
-
-    @field_validator("webhook_url", "webhook_secret", mode="before")
+    @field_validator("backend_url", mode="before")
     @classmethod
-    def _empty_webhook_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _strip_v1(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.rstrip("/")
+            if value.endswith("/v1"):
+                value = value[: -len("/v1")]
+        return value
 
     @model_validator(mode="after")
     def _unique_alert_names(self) -> Settings:
@@ -312,36 +358,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{what} names must be unique: {', '.join(twice)} repeated")
         return self
 
-    def webhook_receivers(self) -> list[WebhookReceiver]:
-        """Every configured receiver: `alerts.webhooks`, then MONITOR_WEBHOOK_URL's."""
-        receivers = list(self.alerts.webhooks)
-        if self.webhook_url is not None:
-            receivers.append(
-                WebhookReceiver(name="default", url=self.webhook_url, secret=self.webhook_secret)
-            )
-        return receivers
-
-    def alert_rules(self) -> list[AlertRule]:
-        """The effective rules: the built-in ones (unless turned off), replaced or extended
-        by `alerts.rules` by name."""
-        rules = {r.name: r for r in (default_rules() if self.alerts.default_rules else [])}
-        rules.update({r.name: r for r in self.alerts.rules})
-        return list(rules.values())
-
-    # lifecycle
-    drain_timeout_s: float = Field(
-        30.0, ge=0, description="On shutdown, how long in-flight streams may finish."
-    )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    @field_validator("backend_url", mode="before")
-    @classmethod
-    def _strip_v1(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.rstrip("/")
-            if value.endswith("/v1"):
-                value = value[: -len("/v1")]
-        return value
+    @property
+    def rate_limit_enabled(self) -> bool:
+        return self.rate_limit.strip().lower() not in RATE_LIMIT_OFF
 
     @property
     def backend_base(self) -> str:
@@ -350,6 +369,15 @@ class Settings(BaseSettings):
     @property
     def backend_label(self) -> str:
         return self.backend_name or self.backend_base
+
+    def webhook_receivers(self) -> list[WebhookReceiver]:
+        """Every configured receiver: `alerts.webhooks`, then MONITOR_WEBHOOK_URL's."""
+        receivers = list(self.alerts.webhooks)
+        if self.webhook_url is not None:
+            receivers.append(
+                WebhookReceiver(name="default", url=self.webhook_url, secret=self.webhook_secret)
+            )
+        return receivers
 
     @classmethod
     def settings_customise_sources(
@@ -360,76 +388,141 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Init kwargs win over the environment, so `load` can pass explicit overrides that way;
-        # `load` itself keeps the environment above the file (see `_set_by_environment`).
-        return (init_settings, env_settings)
+        """Keyword arguments, then the environment, then the YAML file `load` chose (if any);
+        the defaults come last. Built directly (`Settings(...)`, as tests do), settings read
+        no file, so a monitor.yaml in the working directory cannot leak into them."""
+        config_file = _config_file.get()
+        if config_file is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, _YamlFile(settings_cls, yaml_file=config_file))
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
-        """Read the YAML file (if any), then the environment, then explicit overrides (CLI flags).
+        """Settings from `overrides` (the CLI's flags; None means "not given"), the environment
+        and a YAML file: `config_file`, which must exist, or else monitor.yaml in the working
+        directory when there is one.
 
-        Raises `SettingsError` naming the file or the field that is wrong.
+        The chosen file reaches `settings_customise_sources` through a context variable set
+        for this call only: safe when threads or tasks load settings at once, public
+        pydantic-settings API only, and the result is a plain `Settings`. The alternatives
+        were worse: a subclass created per call with `yaml_file` in its `model_config` returns
+        instances of that subclass (pydantic's `==` compares classes, so two loads are never
+        equal) and builds a schema per call; `_build_sources` bypasses
+        `settings_customise_sources`, so the order of the sources would be written twice.
+
+        Raises `SettingsError` naming the file or the variable, and the field, that is wrong.
         """
-        data: dict[str, Any] = {}
         path = Path(config_file) if config_file else Path(DEFAULT_CONFIG_FILE)
-        if config_file or path.exists():
-            try:
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except FileNotFoundError as exc:
-                raise SettingsError(f"config file {path} does not exist") from exc
-            except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
-            if loaded is not None and not isinstance(loaded, dict):
-                raise SettingsError(f"config file {path} must hold a mapping of settings")
-            data = loaded or {}
-        from_env = _set_by_environment(cls)
-        data = _without_nested_env(cls, data)
+        if config_file and not path.is_file():
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise SettingsError(f"config file {path} {problem}")
+        chosen = path if config_file or path.is_file() else None
         given = {k: v for k, v in overrides.items() if v is not None}
+        token = _config_file.set(chosen)
         try:
-            settings = cls(**({k: v for k, v in data.items() if k not in from_env} | given))
+            return cls(**given)
         except ValidationError as exc:
-            raise SettingsError(_describe(exc, path if data else None)) from exc
-        return settings
+            sources = {"given": given, "environment": EnvSettingsSource(cls)()}
+            if chosen is not None:
+                sources["file"] = _YamlFile(cls, yaml_file=chosen).yaml_data
+            raise SettingsError(_describe(exc, sources, chosen)) from exc
+        except pydantic_settings.SettingsError as exc:  # e.g. a variable that is not valid JSON
+            raise SettingsError(f"invalid MONITOR_* environment variable: {exc}") from exc
+        finally:
+            _config_file.reset(token)
 
 
-def _set_by_environment(cls: type[Settings]) -> set[str]:
-    """The fields a MONITOR_* variable sets (matched case-insensitively, as pydantic does)."""
-    names = {name.upper() for name in os.environ}
-    prefix = str(cls.model_config.get("env_prefix") or "").upper()
-    return {field for field in cls.model_fields if f"{prefix}{field.upper()}" in names}
+class _YamlFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, refusing what is not a YAML mapping with a
+    `SettingsError` that names the file."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        try:
+            data: object = super()._read_file(file_path)
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {file_path} is not valid YAML: {exc}") from exc
+        except OSError as exc:
+            raise SettingsError(f"config file {file_path} cannot be read: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"config file {file_path} must hold a mapping of settings")
+        return data
 
 
-def _without_nested_env(cls: type[Settings], data: dict[str, Any]) -> dict[str, Any]:
-    """The file's settings less the keys of sections that a nested variable sets
-    (`MONITOR_HEALTH__TIMEOUT_S` drops `health.timeout_s`), so the environment wins there too
-    while the section's other keys still come from the file."""
-    prefix = str(cls.model_config.get("env_prefix") or "").upper()
-    delimiter = str(cls.model_config.get("env_nested_delimiter") or "__")
-    result = dict(data)
-    for name in os.environ:
-        upper = name.upper()
-        if not upper.startswith(prefix) or delimiter not in upper:
-            continue
-        field, *path = upper[len(prefix) :].lower().split(delimiter.lower())
-        section = result.get(field)
-        if not path or not isinstance(section, dict):
-            continue
-        section = result[field] = dict(section)
-        for key in path[:-1]:
-            inner = section.get(key)
-            if not isinstance(inner, dict):
-                break
-            section[key] = section = dict(inner)
-        else:
-            section.pop(path[-1], None)
-    return result
-
-
-def _describe(exc: ValidationError, path: Path | None) -> str:
-    where = f" (from {path} or MONITOR_* environment)" if path else ""
+def _describe(
+    exc: ValidationError, sources: Mapping[str, Mapping[str, Any]], path: Path | None
+) -> str:
+    """One line per error, naming the field and where its value came from: the variable that
+    set it (MONITOR_HEALTH__TIMEOUT_S), or the file and the variable that would."""
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        env = f"MONITOR_{field.upper()}" if err["loc"] else ""
-        lines.append(f"invalid setting '{field}'{f' ({env})' if env else ''}: {err['msg']}")
-    return "\n".join(lines) + where
+        loc, msg = err["loc"], err["msg"]
+        if not loc:  # a check across fields
+            where = f" (from {path} and the MONITOR_* environment)" if path else ""
+            lines.append(f"invalid settings{where}: {msg}")
+            continue
+        field = ".".join(str(part) for part in loc)
+        unknown = err["type"] == "extra_forbidden"
+        what = "unknown setting" if unknown else "invalid setting"
+        origin = _origin(loc, sources)
+        if origin == "environment":
+            lines.append(f"{what} '{field}' from {_set_variable(loc)}: {msg}")
+        elif origin == "file" and unknown:
+            lines.append(f"{what} '{field}' in {path}: {msg}")
+        elif origin == "file":
+            lines.append(f"{what} '{field}' ({_variable(loc)}) in {path}: {msg}")
+        elif origin == "given":
+            lines.append(f"{what} '{field}' ({_variable(loc)}) given as an option: {msg}")
+        else:
+            lines.append(f"{what} '{field}' ({_variable(loc)}): {msg}")
+    return "\n".join(lines)
+
+
+def _origin(loc: Sequence[str | int], sources: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The source whose value is at `loc`: the one that reaches deepest into it (a section the
+    environment sets one key of still takes its other keys from the file), the strongest of
+    those when several do."""
+    best, depth = None, 0
+    for name, data in sources.items():  # strongest first
+        reached = _depth(data, loc)
+        if reached > depth:
+            best, depth = name, reached
+    return best
+
+
+def _depth(data: Any, loc: Sequence[str | int]) -> int:
+    """How many parts of `loc` `data` holds; all of them when it holds a value on the way
+    (the rest of `loc` is inside that value)."""
+    node = data
+    for depth, part in enumerate(loc):
+        if isinstance(node, Mapping):
+            if part not in node:
+                return depth
+            node = node[part]
+        elif isinstance(node, list):
+            if not isinstance(part, int) or not 0 <= part < len(node):
+                return depth
+            node = node[part]
+        else:
+            return len(loc)
+    return len(loc)
+
+
+def _variables(loc: Sequence[str | int]) -> list[str]:
+    """The variables that can set `loc`, most specific first: MONITOR_HEALTH__TIMEOUT_S, then
+    MONITOR_HEALTH (the whole section as JSON). Stops at a list index."""
+    names: list[str] = []
+    for part in loc:
+        if not isinstance(part, str) or not part.isidentifier():
+            break
+        names.append(part.upper())
+    return [ENV_PREFIX + ENV_NESTED_DELIMITER.join(names[:n]) for n in range(len(names), 0, -1)]
+
+
+def _variable(loc: Sequence[str | int]) -> str:
+    return _variables(loc)[0] if _variables(loc) else ENV_PREFIX + "*"
+
+
+def _set_variable(loc: Sequence[str | int]) -> str:
+    """The variable in the environment that set `loc` (names match case-insensitively)."""
+    present = {name.upper() for name in os.environ}
+    return next((name for name in _variables(loc) if name in present), _variable(loc))

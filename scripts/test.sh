@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite (unit, integration, e2e) in .venv, setting it up if needed.
+# Check the layering contract (pyproject.toml, [tool.importlinter]), then run the whole test
+# suite (unit, integration, e2e) in .venv, setting it up if needed.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh tests/unit -x   # arguments go to pytest
@@ -11,4 +12,5 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/_venv.sh"
 setup_venv postgres,local-backend,quality,shieldgemma,test,dev
 cd "$ROOT"
+"$ROOT/.venv/bin/lint-imports" --no-cache
 exec "$ROOT/.venv/bin/python" -m pytest -q "$@"

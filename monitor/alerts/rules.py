@@ -16,27 +16,21 @@ does with it: ``ok`` (treat as clear: an alert about latency resolves when traff
 Prometheus does when a series disappears), ``breaching`` (silence is itself the problem), or
 ``keep`` (treat as the last known condition).
 
-Durations (``window``, ``for``, ``resolve_after``) are seconds, or strings such as ``90s``,
-``5m``, ``1h30m``, ``2d``.
+The rule itself (`AlertRule`, durations included) is a settings type, in `config_types`;
+`effective_rules` merges the configured rules with the built-in ones.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from monitor.config_types import AlertRule, Comparison
 
-Severity = Literal["low", "medium", "high", "critical"]
-Comparison = Literal[">", ">=", "<", "<="]
-NoData = Literal["ok", "breaching", "keep"]
 Status = Literal["ok", "breaching", "no_data"]
-
-SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 
 SUMMARY_FIELDS: dict[str, str] = {
     "total_requests": "requests in the window",
@@ -55,72 +49,12 @@ SUMMARY_FIELDS: dict[str, str] = {
     "quality_overall_baseline": "quality_overall over the baseline window (24 h)",
 }
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _COMPARE: dict[Comparison, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
     "<=": operator.le,
 }
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string like ``90``, ``90s``, ``5m``, ``1h30m``, ``250ms``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string such as '5m'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = _DURATION.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h30m)") from None
-            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        raise ValueError("a duration is a number of seconds or a string such as '5m'")
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ValueError(f"a duration must be finite and not negative: {value!r}")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class AlertRule(BaseModel):
-    """One alert rule, as written in the configuration (`alerts.rules` in monitor.yaml)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", description="unique; the alert's name")
-    metric: str = Field(min_length=1, description="the summary field compared")
-    comparison: Comparison = Field(description="breaching when `metric <comparison> threshold`")
-    threshold: float = Field(description="absolute, or a multiplier of `baseline` when set")
-    window: Duration = Field(default=300.0, gt=0, description="the summary's window, seconds")
-    severity: Severity = "medium"
-    for_: Duration = Field(
-        default=0.0,
-        alias="for",
-        description="breaching this long before it fires (pending until then)",
-    )
-    resolve_after: Duration | None = Field(
-        default=None, description="clear this long before it resolves; None: the tracker's default"
-    )
-    no_data: NoData = Field(default="ok", description="what a missing value counts as")
-    baseline: str | None = Field(default=None, description="summary field the threshold multiplies")
-    baseline_floor: float = Field(default=0.0, ge=0, description="lowest baseline used")
-    description: str = ""
-    labels: dict[str, str] = Field(default_factory=dict, description="added to the alert's")
-    enabled: bool = True
-
-    @model_validator(mode="after")
-    def _finite_threshold(self) -> AlertRule:
-        if not math.isfinite(self.threshold):
-            raise ValueError("threshold must be a finite number")
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +104,16 @@ def parse_rules(raw: Iterable[Mapping[str, object]]) -> list[AlertRule]:
     if duplicates:
         raise ValueError(f"duplicate alert rule names: {', '.join(duplicates)}")
     return rules
+
+
+def effective_rules(
+    configured: Iterable[AlertRule], *, with_defaults: bool = True
+) -> list[AlertRule]:
+    """The rules to evaluate: the built-in ones (unless `with_defaults` is off), replaced or
+    extended by the configured ones (`alerts.rules`), matched by name."""
+    rules = {r.name: r for r in (default_rules() if with_defaults else [])}
+    rules.update({r.name: r for r in configured})
+    return list(rules.values())
 
 
 def default_rules() -> list[AlertRule]:

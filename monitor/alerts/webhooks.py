@@ -1,6 +1,7 @@
 """Webhook receivers and the payloads they get, one per notification.
 
-A receiver is configured (never taken from request data) with a `kind`:
+A receiver (`config_types.WebhookReceiver`) is configured, never taken from request data, with
+a `kind`:
 
 - ``generic``: our own JSON, one object per notification (`generic_payload`);
 - ``slack``: a Slack incoming-webhook message, ``text`` plus Block Kit ``blocks``;
@@ -21,47 +22,17 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-
-from monitor.alerts.rules import SEVERITIES, Severity
 from monitor.alerts.signing import SIGNATURE_HEADER, signature_header
 from monitor.alerts.state import Notification
-
-WebhookKind = Literal["generic", "slack", "alertmanager"]
+from monitor.config_types import WebhookKind, WebhookReceiver
 
 PAYLOAD_VERSION = "1"
 SOURCE = "gemma-monitor"
 EVENT_HEADER = "X-Gemma-Monitor-Event"
 DELIVERY_HEADER = "X-Gemma-Monitor-Delivery"
 ALERTMANAGER_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for a firing alert
-
-
-class WebhookReceiver(BaseModel):
-    """One alert receiver, from the configuration (`alerts.webhooks` in monitor.yaml)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique; shown in deliveries")
-    url: str = Field(description="http(s) URL the payload is POSTed to")
-    kind: WebhookKind = "generic"
-    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret")
-    min_severity: Severity = Field(default="low", description="lower severities are not sent here")
-    timeout_s: float = Field(default=10.0, gt=0, description="per attempt")
-    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("a webhook URL is http:// or https:// with a host")
-        return url
-
-    def accepts(self, severity: Severity) -> bool:
-        return SEVERITIES.index(severity) >= SEVERITIES.index(self.min_severity)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ so the scores are ShieldGemma's P(Yes) and AU-PRC measures the model itself; `--
 takes the dataset's `prompt` column, when the text is another column, as what the response
 answers.
 
-`main(argv)` is the command; the CLI only has to hand it its arguments.
+`add_arguments` and `run` are the command: `gemma-monitor eval-guard` puts the options on its
+own sub-command parser; `main(argv)` runs it alone.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitor.evaluation.scores import Confusion, average_precision
 from monitor.guard.classifier import ClassifierError
 from monitor.guard.loader import PolicyError, load_policy, policy_path
 from monitor.guard.model_guard import CLASSIFIER_CATEGORY, ClassifierFactory, ModelGuard
 from monitor.guard.policy import Policy
-from monitor.evaluation.scores import Confusion, average_precision
 from monitor.guard.verdict import Verdict
 
 UNSAFE_LABELS = frozenset({"unsafe", "1", "true", "yes", "harmful", "toxic", "positive", "bad"})
@@ -268,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="gemma-monitor eval-guard", description=__doc__.splitlines()[0] if __doc__ else None
     )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's options, on its own parser or on the `gemma-monitor eval-guard` one."""
     parser.add_argument("--dataset", required=True, help="a labelled .csv or .jsonl file")
     parser.add_argument(
         "--policy", default="default", help="a policy file, or a shipped policy's name"
@@ -277,7 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--category-column", default=None, help="default: type or category")
     parser.add_argument("--stage", choices=("input", "output"), default="input")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate with parsed options (see `add_arguments`); exit code 2 for a bad input."""
     try:
         policy = load_policy(policy_path(args.policy))
         report = run_eval(

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from monitor.guard.checks import ShieldGemma2Check, ShieldGemmaCheck, ValidationCheck
+from monitor.guard.detectors.validation import validate_messages
 from monitor.guard.messages import Segment, segments, with_texts
 from monitor.guard.policy import Policy
 from monitor.guard.rules import TextRule, compile_rule
-from monitor.guard.detectors.validation import validate_messages
 from monitor.guard.verdict import Action, Finding, Stage, Verdict, strongest
 
 _Step = TextRule | ValidationCheck | str  # a str: the id of a check this engine does not run

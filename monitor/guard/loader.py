@@ -112,7 +112,8 @@ def policy_path(name_or_path: str | Path) -> Path:
         return path
     from importlib import resources
 
-    shipped = resources.files("policies") / f"{text}.yaml"
+    # monitor.policies: the repository's policies/ folder, installed inside the monitor package
+    shipped = resources.files("monitor.policies") / f"{text}.yaml"
     if not shipped.is_file():
         raise PolicyError(f"{text}: no such policy file, and no shipped policy of that name")
     return Path(str(shipped))

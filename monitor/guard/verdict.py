@@ -33,10 +33,6 @@ class Action(StrEnum):
     REDACT = "redact"
     BLOCK = "block"
 
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
 
 _RANK = {Action.ALLOW: 0, Action.FLAG: 1, Action.REDACT: 2, Action.BLOCK: 3}
 

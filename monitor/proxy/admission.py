@@ -11,13 +11,13 @@ import hashlib
 import logging
 
 from monitor.config import Settings
+from monitor.config_types import RateLimit
 from monitor.errors import RateLimited, Unauthorized
 from monitor.proxy.exchange import Scope, header
 from monitor.proxy.ratelimit import (
     Decision,
     Quota,
     Quotas,
-    RateLimit,
     RateLimiter,
     rate_limit_headers,
 )

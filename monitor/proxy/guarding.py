@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.errors import ContentFiltered, RequestInvalid, ResponseFiltered
+from monitor.guard.images.fetch import fetch_image
 from monitor.guard.images.guard import ImageGuard
 from monitor.guard.images.parts import ImageRef, images_in_messages, images_in_prompt
 from monitor.guard.loader import PolicyError, load_policy, policy_path
@@ -23,7 +24,6 @@ from monitor.guard.model_guard import (
 )
 from monitor.guard.policy import Policy, StreamMode
 from monitor.guard.verdict import Action, Verdict
-from monitor.guard.images.fetch import fetch_image
 
 POLICY_OFF = frozenset({"off", "none", "disabled"})
 _CHAT_ROUTES = ("/v1/chat/completions", "/api/chat")

@@ -23,15 +23,15 @@ from monitor.guard.loader import PolicyError
 from monitor.guard.verdict import Action, Verdict
 from monitor.proxy import protocols
 from monitor.proxy.admission import Admission
-from monitor.proxy.headers import request_headers, response_headers
-from monitor.upstream.backend import BackendClient, iter_body
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
 from monitor.proxy.guarding import GuardStep
+from monitor.proxy.headers import request_headers, response_headers
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
-from monitor.upstream.client import UpstreamError, UpstreamResponse
 from monitor.record import RequestRecord, utcnow
+from monitor.upstream.backend import BackendClient, iter_body
+from monitor.upstream.client import UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Per-principal rate limits: the values, the backend contract, per-key quotas, HTTP headers.
+"""Per-principal rate limits: per-key quotas, the backend contract, decisions, HTTP headers.
 
 A principal gets a *quota*: a request limit over a sliding window (the seed's default is
 `100/hour`) and, optionally, a token budget over its own window (`100000/hour`): `acquire`
@@ -17,7 +17,8 @@ count a request for up to one bucket too long or too short. Token logs hold one 
 charged response, so they are bounded by the requests. The price: a limit of 100,000/hour
 would hold 100,000 entries per busy principal, where sub-buckets would be the better choice.
 Timestamps are integer microseconds so that the boundary is exact in both backends (floats in
-Lua and Python would disagree at the last bit). The backends:
+Lua and Python would disagree at the last bit). A limit's value and its parsing (`100/hour`)
+are `config_types.RateLimit`, so that settings can check one at load time. The backends:
 
     MemoryLimiter  (ratelimit_memory.py)  one process; idle principals are evicted
     RedisLimiter   (ratelimit_redis.py)   shared by replicas; one atomic Lua script per call
@@ -29,70 +30,18 @@ Lua and Python would disagree at the last bit). The backends:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-DEFAULT_RATE_LIMIT = "100/hour"
+from monitor.config_types import RateLimit
 
-_UNITS = {
-    name: seconds
-    for names, seconds in (
-        (("s", "sec", "second", "seconds"), 1),
-        (("m", "min", "minute", "minutes"), 60),
-        (("h", "hr", "hour", "hours"), 3600),
-        (("d", "day", "days"), 86400),
-    )
-    for name in names
-}
-_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$", re.IGNORECASE)
+DEFAULT_RATE_LIMIT = "100/hour"
 
 
 class LimiterUnavailable(Exception):
     """The shared store (Redis) cannot be reached to answer a read such as `usage`."""
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """`amount` units (requests or tokens) per sliding window of `window_s` seconds."""
-
-    amount: int
-    window_s: float
-
-    def __post_init__(self) -> None:
-        if self.amount < 0 or not self.window_s > 0 or math.isinf(self.window_s):
-            raise ValueError(f"invalid rate limit {self.amount}/{self.window_s}s")
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit:
-        """`100/hour`, `10/minute`, `5/second`, `1000/day`, `100/2h`, `50/30 min`.
-
-        Units: s, sec, second(s), m, min, minute(s), h, hr, hour(s), d, day(s). An amount of 0
-        refuses everything (a blocked key).
-        """
-        match = _PATTERN.match(text)
-        unit = _UNITS.get(match.group(3).lower()) if match else None
-        if match is None or unit is None:
-            raise ValueError(
-                f"invalid rate limit {text!r}: expected '<count>/<period>' such as "
-                "'100/hour', '10/minute', '5/second', '1000/day' or '100/2h'"
-            )
-        multiple = float(match.group(2)) if match.group(2) else 1.0
-        if multiple <= 0:
-            raise ValueError(f"invalid rate limit {text!r}: the period must be positive")
-        return cls(int(match.group(1)), multiple * unit)
-
-    @property
-    def window_us(self) -> int:
-        return round(self.window_s * 1_000_000)
-
-    def __str__(self) -> str:
-        for name, seconds in (("day", 86400), ("hour", 3600), ("minute", 60)):
-            if self.window_s == seconds:
-                return f"{self.amount}/{name}"
-        return f"{self.amount}/{self.window_s:g}s"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 
+from monitor.config_types import RateLimit
 from monitor.proxy.ratelimit import (
     Decision,
     Quota,
-    RateLimit,
     Usage,
     Window,
     decide,
@@ -58,9 +58,6 @@ class _Log:
                     fits_at = at + window_us
                     break
         return Window(self.total, oldest, fits_at)
-
-    def last_us(self) -> int | None:
-        return self.entries[-1][0] if self.entries else None
 
 
 class _Principal:

@@ -38,11 +38,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from monitor.config_types import RateLimit
 from monitor.proxy.ratelimit import (
     Decision,
     LimiterUnavailable,
     Quota,
-    RateLimit,
     Usage,
     Window,
     decide,

@@ -1,9 +1,10 @@
 """Health reports: one window of the store, as JSON, Markdown or HTML (`gemma-monitor report`).
 
 A report holds the window's summary (`store.summaries`), requests by outcome, the alerts that
-were active in the window with their state, and the webhook deliveries by status. It reads
+were firing in the window with their state, and the webhook deliveries by status. It reads
 only the database, so it runs anywhere the database is reachable, beside or instead of the
-admin API.
+admin API. The reading is `monitor.store`'s (`store.reports`); this module shapes what it reads
+into the report and renders it.
 """
 
 from __future__ import annotations
@@ -11,18 +12,47 @@ from __future__ import annotations
 import html
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.engine import Engine
-
-from monitor.store.models import alert_deliveries_table, alerts_table, requests_table
+from monitor.store.reports import (
+    FiredAlert,
+    alerts_fired_in,
+    delivery_counts,
+    outcome_counts,
+)
 from monitor.store.summaries import summarize
 
-_r = requests_table.c
-_a = alerts_table.c
-_d = alert_deliveries_table.c
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
+
+class Window(TypedDict):
+    since: str
+    until: str
+
+
+class AlertEntry(TypedDict):
+    rule: str
+    severity: str
+    state: str
+    fingerprint: str
+    fired_at: str
+    resolved_at: str | None
+    value: float | None
+    threshold: float | None
+
+
+class Report(TypedDict):
+    """The report as JSON renders it: keys in this order, counts sorted by name."""
+
+    window: Window
+    summary: dict[str, Any]
+    outcomes: dict[str, int]
+    alerts: list[AlertEntry]
+    deliveries: dict[str, int]
+
+
+# The summary's figures a report shows, in order: key, label, format.
 _SHOWN = (
     ("total_requests", "requests", "{:.0f}"),
     ("successful_requests", "successful", "{:.0f}"),
@@ -44,54 +74,32 @@ _SHOWN = (
 )
 
 
-def build_report(engine: Engine, since: datetime, until: datetime) -> dict[str, Any]:
-    summary = summarize(engine, since, until)
-    with engine.connect() as conn:
-        outcomes: dict[str, int] = dict(
-            conn.execute(
-                select(_r.outcome, func.count())
-                .where(_r.ts >= since, _r.ts < until)
-                .group_by(_r.outcome)
-            ).all()
-        )
-        alerts = [
-            {
-                "rule": row.rule,
-                "severity": row.severity,
-                "state": row.state,
-                "fingerprint": row.fingerprint,
-                "fired_at": row.fired_at.isoformat() if row.fired_at else None,
-                "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
-                "value": row.value,
-                "threshold": row.threshold,
-            }
-            for row in conn.execute(
-                select(alerts_table)
-                .where(
-                    _a.fired_at.is_not(None),
-                    _a.fired_at <= until,
-                    or_(_a.resolved_at.is_(None), _a.resolved_at >= since),
-                )
-                .order_by(_a.fired_at)
-            )
-        ]
-        deliveries: dict[str, int] = dict(
-            conn.execute(
-                select(_d.status, func.count())
-                .where(_d.created_at >= since, _d.created_at < until)
-                .group_by(_d.status)
-            ).all()
-        )
+def build_report(engine: Engine, since: datetime, until: datetime) -> Report:
+    """The report of `since <= ts < until` (alerts: those firing at any moment of it)."""
     return {
         "window": {"since": since.isoformat(), "until": until.isoformat()},
-        "summary": summary.as_dict(),
-        "outcomes": {k: int(v) for k, v in sorted(outcomes.items())},
-        "alerts": alerts,
-        "deliveries": {k: int(v) for k, v in sorted(deliveries.items())},
+        "summary": summarize(engine, since, until).as_dict(),
+        "outcomes": dict(sorted(outcome_counts(engine, since, until).items())),
+        "alerts": [_alert_entry(alert) for alert in alerts_fired_in(engine, since, until)],
+        "deliveries": dict(sorted(delivery_counts(engine, since, until).items())),
     }
 
 
-def render(report: dict[str, Any], fmt: str) -> str:
+def _alert_entry(alert: FiredAlert) -> AlertEntry:
+    return {
+        "rule": alert.rule,
+        "severity": alert.severity,
+        "state": alert.state,
+        "fingerprint": alert.fingerprint,
+        "fired_at": alert.fired_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "value": alert.value,
+        "threshold": alert.threshold,
+    }
+
+
+def render(report: Report, fmt: str) -> str:
+    """`report` as `fmt`: "json", "md" (Markdown) or "html" (one self-contained page)."""
     if fmt == "json":
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if fmt == "md":
@@ -101,7 +109,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
     raise ValueError(f"unknown report format {fmt!r}: json, md or html")
 
 
-def _figures(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _figures(report: Report) -> list[tuple[str, str]]:
     summary = report["summary"]
     rows = []
     for key, label, fmt in _SHOWN:
@@ -110,17 +118,17 @@ def _figures(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _alert_line(alert: dict[str, Any]) -> tuple[str, ...]:
+def _alert_line(alert: AlertEntry) -> tuple[str, ...]:
     return (
         alert["rule"],
         alert["severity"],
         alert["state"],
-        alert["fired_at"] or "",
+        alert["fired_at"],
         alert["resolved_at"] or "",
     )
 
 
-def _markdown(report: dict[str, Any]) -> str:
+def _markdown(report: Report) -> str:
     w = report["window"]
     lines = ["# Gemma Monitor health report", "", f"{w['since']} to {w['until']}", ""]
     lines += ["| figure | value |", "|---|---|"]
@@ -138,7 +146,7 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(report: dict[str, Any]) -> str:
+def _html(report: Report) -> str:
     e = html.escape
     w = report["window"]
     figures = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _figures(report))

@@ -1,7 +1,8 @@
 """Schema migrations (Alembic), driven from code: `gemma-monitor db upgrade` and startup checks.
 
 The Alembic configuration is built here, not read from an alembic.ini: the scripts live in
-the importable `migrations` package, and the database URL comes from the caller (`Settings`).
+the `monitor.migrations` package (the repository's `migrations/` folder, installed inside
+`monitor`), and the database URL comes from the caller (`Settings`).
 
     NotMigratedError   raised by `check_migrated` when the database is not at the head revision;
                        the message says how to fix it.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -19,7 +21,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine
 
-import migrations
 from monitor.store.engine import make_engine, redact_url
 
 
@@ -28,10 +29,19 @@ class NotMigratedError(RuntimeError):
 
 
 def alembic_config() -> Config:
-    """An Alembic `Config` pointing at the bundled `migrations` package, with no URL set."""
+    """An Alembic `Config` pointing at the bundled `monitor.migrations` package, with no URL set."""
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(script_location()))
     return config
+
+
+def script_location() -> Path:
+    """The folder of `env.py` and `versions/`, wherever `monitor.migrations` is imported from:
+    the source checkout in an editable install, site-packages from a wheel."""
+    location = resources.files("monitor.migrations")
+    if not isinstance(location, Path):  # e.g. a zipped install: Alembic reads a directory
+        raise RuntimeError(f"the migrations are not a folder on disk: {location}")
+    return location
 
 
 def head_revision() -> str:

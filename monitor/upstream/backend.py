@@ -18,6 +18,7 @@ from monitor.config import Settings
 from monitor.errors import BackendFailed, BackendTimeout
 from monitor.upstream.client import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
+
 class BackendClient:
     """Sends requests to the backend over one shared, pooled set of connections."""
 

@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from monitor.alerts.rules import AlertRule, Evaluation, evaluate_all
+from monitor.alerts.rules import Evaluation, evaluate_all
 from monitor.alerts.state import Alert, AlertEvent, AlertTracker, Notification
-from monitor.alerts.webhooks import WebhookReceiver, prepare
+from monitor.alerts.webhooks import prepare
+from monitor.config_types import AlertRule, WebhookReceiver
 from monitor.record import utcnow
 from monitor.store import alerts as alert_store
 from monitor.store.alerts import Enqueued

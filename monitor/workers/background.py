@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.registry import Collector
 
 from monitor.alerts.delivery import Post
+from monitor.alerts.rules import effective_rules
 from monitor.config import Settings
 from monitor.probes.backend_health import BackendHealthCheck
 from monitor.probes.backend_metrics import BackendMetricsScraper
@@ -101,8 +102,8 @@ class Monitoring:
             a = settings.alerts
             receivers = settings.webhook_receivers()
             alerts = AlertEngine(
-                engine, settings.alert_rules(), receivers, resolve_after_s=a.resolve_after_s,
-                external_url=a.external_url, now=now,
+                engine, effective_rules(a.rules, with_defaults=a.default_rules), receivers,
+                resolve_after_s=a.resolve_after_s, external_url=a.external_url, now=now,
             )  # fmt: skip
             outbox = OutboxWorker(
                 engine, receivers, post or ThreadedPost(), retry_base_s=a.retry_base_s,

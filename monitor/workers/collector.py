@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from monitor.alerts.rules import SEVERITIES
+from monitor.config_types import SEVERITIES
 from monitor.workers.alerting import AlertEngine
 from monitor.workers.outbox import OutboxWorker
 from monitor.workers.periodic import PeriodicWorker

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monitor.alerts.delivery import Post, attempt, next_attempt_delay
-from monitor.alerts.webhooks import OutgoingWebhook, WebhookReceiver
+from monitor.alerts.webhooks import OutgoingWebhook
+from monitor.config_types import WebhookReceiver
 from monitor.record import utcnow
 from monitor.store import alerts as alert_store
 from monitor.store.alerts import Delivery

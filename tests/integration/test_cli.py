@@ -34,7 +34,7 @@ def run_cli(
 def test_invalid_settings_stop_startup_naming_the_field(tmp_path: Path) -> None:
     result = run_cli("serve", env={"MONITOR_PORT": "70000"}, cwd=tmp_path)
     assert result.returncode == 2
-    assert "invalid setting 'port' (MONITOR_PORT)" in result.stderr
+    assert "invalid setting 'port' from MONITOR_PORT" in result.stderr
     assert "Traceback" not in result.stderr
 
     (tmp_path / "bad.yaml").write_text("backend_protocol: grpc\n")
@@ -52,6 +52,17 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     current = run_cli("db", "current", "--database-url", url, cwd=tmp_path)
     assert current.returncode == 0 and "head is" in current.stdout
+
+
+def test_eval_guard_as_the_value_of_another_command_is_not_routed_to_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    assert run_cli("db", "upgrade", "--database-url", url, cwd=tmp_path).returncode == 0
+    result = run_cli(
+        "report", "--window", "1h", "--database-url", url, "--out", "eval-guard", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert (tmp_path / "eval-guard").read_text().startswith("# Gemma Monitor health report")
 
 
 def test_sigterm_drains_streams_and_flushes_records(

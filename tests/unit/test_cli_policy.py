@@ -21,3 +21,14 @@ def test_policy_check_names_model_checks_without_loading_them(
     bad.write_text("input: {checks: [{type: shieldgemma, harms: [{harm: nonsense}]}]}\n")
     assert main(["policy", "check", str(bad)]) == 2
     assert "input.checks[0].harms[0].harm" in capsys.readouterr().err
+
+
+def test_a_policy_file_named_eval_guard_is_checked_not_evaluated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eval-guard").write_text("input: {checks: [{type: denylist, terms: [x]}]}\n")
+    assert main(["policy", "check", "eval-guard"]) == 0
+    assert "eval-guard: valid policy 'eval-guard': 1 input and 0 output checks; rules only" in (
+        capsys.readouterr().out
+    )

@@ -1,4 +1,4 @@
-"""Settings.load: YAML file, then MONITOR_* environment, then explicit overrides."""
+"""Settings.load: explicit overrides, then MONITOR_* environment, then the YAML file, then defaults."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alerts.rules import effective_rules
 from monitor.config import Settings, SettingsError
 
 
@@ -238,11 +239,12 @@ alerts:
     - {name: slow_p95, metric: p95_response_time_s, comparison: ">", threshold: 4}
 """,
     )
-    rules = {r.name: r for r in Settings.load(config).alert_rules()}
+    alerts = Settings.load(config).alerts
+    rules = {r.name: r for r in effective_rules(alerts.rules, with_defaults=alerts.default_rules)}
     assert rules["low_success_rate"].threshold == 0.99
     assert "slow_p95" in rules and "backend_unhealthy" in rules
-    none = Settings.load(alerts={"default_rules": False})
-    assert none.alert_rules() == []
+    none = Settings.load(alerts={"default_rules": False}).alerts
+    assert effective_rules(none.rules, with_defaults=none.default_rules) == []
 
 
 def test_duplicate_alert_names_are_refused(tmp_path: Path) -> None:
@@ -265,3 +267,85 @@ alerts:
 def test_the_example_file_loads_and_shows_the_defaults() -> None:
     example = Path(__file__).resolve().parents[2] / "monitor.example.yaml"
     assert Settings.load(example) == Settings.load()
+
+
+def test_precedence_of_all_four_sources_top_level_and_nested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path / "m.yaml",
+        "port: 9000\nhost: 10.1.1.1\nbackend_name: from-file\n"
+        "health:\n  timeout_s: 5\n  interval_s: 6\n  degraded_after_s: 7\n",
+    )
+    monkeypatch.setenv("MONITOR_PORT", "9100")
+    monkeypatch.setenv("MONITOR_HOST", "10.2.2.2")
+    monkeypatch.setenv("MONITOR_HEALTH__TIMEOUT_S", "50")
+    monkeypatch.setenv("MONITOR_HEALTH__INTERVAL_S", "60")
+    settings = Settings.load(config, port=9200, health={"timeout_s": 500})
+    # top level: override > environment > file > default
+    assert settings.port == 9200
+    assert settings.host == "10.2.2.2"
+    assert settings.backend_name == "from-file"
+    assert settings.log_level == "info"
+    # the same order inside a section, key by key
+    assert settings.health.timeout_s == 500.0
+    assert settings.health.interval_s == 60.0
+    assert settings.health.degraded_after_s == 7.0
+    assert settings.health.max_tokens == 4
+
+
+def test_direct_construction_reads_no_file(tmp_path: Path) -> None:
+    write(tmp_path / "monitor.yaml", "port: 9001\n")
+    assert Settings().port == 8000
+    assert Settings.load().port == 9001
+
+
+def test_environment_error_names_the_real_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_HEALTH__TIMEOUT_S", "soon")
+    message = error_of()
+    assert "'health.timeout_s'" in message
+    assert "MONITOR_HEALTH__TIMEOUT_S" in message
+    assert "MONITOR_HEALTH.TIMEOUT_S" not in message
+
+
+def test_environment_error_wins_over_the_file_it_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path / "m.yaml", "health:\n  timeout_s: 5\n")
+    monkeypatch.setenv("MONITOR_HEALTH__TIMEOUT_S", "-1")
+    message = error_of(config)
+    assert "from MONITOR_HEALTH__TIMEOUT_S" in message
+    assert "m.yaml" not in message  # the file's value is not the one that was refused
+
+
+def test_file_error_names_the_file_and_the_field_path(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path / "nested.yaml", "health:\n  interval_s: 5 minutes\n"))
+    assert "nested.yaml" in message
+    assert "'health.interval_s'" in message
+    assert "MONITOR_HEALTH__INTERVAL_S" in message
+
+
+def test_unknown_nested_key_in_yaml_is_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path / "c.yaml", "health:\n  timeot_s: 5\n"))
+    assert "unknown setting 'health.timeot_s' in" in message
+    assert "c.yaml" in message
+
+
+def test_config_file_that_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    assert "is not a file" in error_of(tmp_path / "conf.d")
+
+
+def test_environment_variable_that_is_not_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_RATE_LIMITS", "{not json")
+    message = error_of()
+    assert "rate_limits" in message
+
+
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ADMIN_TOKEN", "REDIS_URL", "USER_HEADER", "WEBHOOK_URL", "WEBHOOK_SECRET"):
+        monkeypatch.setenv(f"MONITOR_{name}", " ")
+    settings = Settings.load()
+    assert (settings.admin_token, settings.redis_url, settings.user_header) == (None, None, None)
+    assert (settings.webhook_url, settings.webhook_secret) == (None, None)
+    assert settings.webhook_receivers() == []

@@ -126,10 +126,6 @@ class ShieldGemma2Classifier:
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def cache_clear(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-
     # the cache (callers hold the lock)
     def _cached(self, key: str, policies: Sequence[str]) -> dict[str, float] | None:
         found = {}

@@ -15,11 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from monitor.guard.shieldgemma.batcher import MicroBatcher
 from monitor.guard.classifier import ClassifierError, TextItem
+from monitor.guard.shieldgemma.batcher import MicroBatcher
 from monitor.guard.shieldgemma.loading import LoadedModel, load, require_extra
-from monitor.guard.shieldgemma.score_cache import ScoreCache
 from monitor.guard.shieldgemma.prompts import prompt_key, render_prompt
+from monitor.guard.shieldgemma.score_cache import ScoreCache
 
 
 class LocalShieldGemma:

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from monitor.guard.classifier import ClassifierError, TextItem
-from monitor.guard.shieldgemma.score_cache import ScoreCache
 from monitor.guard.shieldgemma.prompts import p_yes_from_top_logprobs, prompt_key, render_prompt
+from monitor.guard.shieldgemma.score_cache import ScoreCache
 from monitor.upstream.client import UpstreamError, UpstreamPool
 
 _MAX_BODY = 1 << 20
@@ -54,7 +54,6 @@ class RemoteShieldGemma:
         self.max_concurrency = max_concurrency
         self.connect_timeout_s = connect_timeout_s
         self.cache = ScoreCache(cache_size)
-        self.requests_sent = 0
         self._headers = [("content-type", "application/json"), ("accept", "application/json")]
         if api_key:
             self._headers.append(("authorization", f"Bearer {api_key}"))
@@ -96,7 +95,6 @@ class RemoteShieldGemma:
                 "logprobs": self.top_logprobs,
             }
         )
-        self.requests_sent += 1
         try:
             response = await pool.request("POST", "/v1/completions", self._headers, body)
         except UpstreamError as exc:

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from monitor.config_types import RateLimit
 from monitor.proxy.ratelimit import (
     Decision,
     LimiterUnavailable,
     Quota,
     Quotas,
-    RateLimit,
     RateLimiter,
     Usage,
     rate_limit_headers,

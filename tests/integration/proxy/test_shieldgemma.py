@@ -432,7 +432,7 @@ def test_a_reload_to_a_classifier_that_cannot_load_keeps_the_running_policy(
     )
     path.write_text(path.read_text().replace("test/keywords", "test/missing"))
     refused = httpx.post(f"{proxy.url}/admin/policies/reload", headers=ADMIN)
-    assert refused.status_code == 400 and "no such model" in refused.json()["detail"]
+    assert refused.status_code == 400 and "no such model" in refused.json()["error"]["message"]
     assert chat(proxy, "a bomb").json()["error"]["code"] == "CONTENT_FILTERED"
     assert not built.built[0].closed
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from monitor.alerts.engine import AlertEngine
-from monitor.alerts.rules import AlertRule
+from monitor.config_types import AlertRule
 from monitor.record import RequestRecord
-from monitor.report import build_report, render
+from monitor.reports.report import build_report, render
 from monitor.store import migrate
 from monitor.store.inserts import insert_rows, record_row
+from monitor.workers.alerting import AlertEngine
 
 
 def seed(engine: Engine, now: datetime) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from monitor.proxy.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
+from monitor.upstream.client import UpstreamError, UpstreamPool, UpstreamTimeout
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -18,7 +18,8 @@ from monitor.alerts.delivery import AttemptResult, Post, attempt
 from monitor.alerts.rules import default_rules, evaluate
 from monitor.alerts.signing import SIGNATURE_HEADER, signature_header
 from monitor.alerts.state import AlertTracker, Notification
-from monitor.alerts.webhooks import OutgoingWebhook, WebhookReceiver
+from monitor.alerts.webhooks import OutgoingWebhook
+from monitor.config_types import WebhookReceiver
 from tests.support.webhook_receiver import ReceiverServer, RecordingReceiver
 
 SECRET = "s3cret"

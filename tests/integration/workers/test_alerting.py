@@ -11,17 +11,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
-from monitor.alerts.engine import AlertEngine
-from monitor.alerts.http import ThreadedPost
-from monitor.alerts.outbox import OutboxWorker
-from monitor.alerts.rules import AlertRule
 from monitor.alerts.signing import SIGNATURE_HEADER
-from monitor.alerts.webhooks import WebhookReceiver
+from monitor.config_types import AlertRule, WebhookReceiver
 from monitor.record import RequestRecord
 from monitor.store import alerts as alert_store
 from monitor.store.inserts import insert_rows, record_row
 from monitor.store.samples import ProbeValue, write_probe_values
 from monitor.store.summaries import summarize, summarize_windows
+from monitor.upstream.webhook import ThreadedPost
+from monitor.workers.alerting import AlertEngine
+from monitor.workers.outbox import OutboxWorker
 from tests.support.webhook_receiver import ReceiverServer, RecordingReceiver
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

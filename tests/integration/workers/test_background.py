@@ -274,7 +274,7 @@ class MetricsBackend:
     """An HTTP server answering GET /metrics with a vLLM exposition (the unit tests' sample)."""
 
     def __init__(self) -> None:
-        samples = Path(__file__).parents[1] / "unit" / "probes" / "samples"
+        samples = Path(__file__).parents[2] / "unit" / "probes" / "samples"
         self.text = (samples / "vllm_v1_metrics.txt").read_bytes()
         self.scrapes = 0
 

@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 from monitor.config import QualitySettings
 from monitor.quality import embedding
 from monitor.quality.judge import SYSTEM_PROMPT
-from monitor.quality.worker import QualityWorker
 from monitor.record import utcnow
 from monitor.store.samples import QualityScore, quality_scores_for, write_quality_scores
 from monitor.store.summaries import summarize
+from monitor.workers.quality import QualityWorker
 from tests.support.asgi import read_body
 from tests.support.databases import BOTH_DATABASES, database_url, make_records
 from tests.support.fake_backend import FakeBackend

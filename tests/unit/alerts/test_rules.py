@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.alerts import rules
-from monitor.alerts.rules import AlertRule, evaluate
+from monitor.alerts.rules import evaluate
+from monitor.config_types import AlertRule, parse_duration
 
 
 def rule(**fields: object) -> AlertRule:
@@ -22,13 +23,13 @@ def rule(**fields: object) -> AlertRule:
      ("2d", 172800.0), ("250ms", 0.25), (" 1h 5s ", 3605.0)],
 )  # fmt: skip
 def test_parse_duration(text: object, seconds: float) -> None:
-    assert rules.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("bad", ["", "5 minutes", "m5", "-5m", "5x", True, None, math.inf, -1])
 def test_parse_duration_rejects(bad: object) -> None:
     with pytest.raises(ValueError):
-        rules.parse_duration(bad)
+        parse_duration(bad)
 
 
 def test_rule_from_configuration_with_for_alias_and_durations() -> None:

@@ -12,7 +12,7 @@ from monitor.alerts import webhooks
 from monitor.alerts.rules import default_rules, evaluate
 from monitor.alerts.signing import SIGNATURE_HEADER, verify_signature
 from monitor.alerts.state import AlertTracker, Notification
-from monitor.alerts.webhooks import WebhookReceiver
+from monitor.config_types import WebhookReceiver
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 LINKS = {

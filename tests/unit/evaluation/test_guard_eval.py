@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.guard.evaluate import DatasetError, format_report, main, read_dataset, run_eval
+from monitor.evaluation.guard_eval import DatasetError, format_report, main, read_dataset, run_eval
+from monitor.evaluation.scores import Confusion, average_precision
 from monitor.guard.loader import parse_policy
-from monitor.guard.scores import Confusion, average_precision
 from tests.support.keyword_classifier import KeywordFactory
 
 POLICY = parse_policy(

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from monitor.probes.worker import PeriodicWorker
+from monitor.workers.periodic import PeriodicWorker
 
 
 class FakeTime:
@@ -49,7 +49,7 @@ async def test_ticks_keep_a_fixed_cadence_and_skip_overrun_intervals() -> None:
 async def test_a_failing_step_is_counted_logged_once_and_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="monitor.probes.worker")
+    caplog.set_level(logging.INFO, logger="monitor.workers.periodic")
     outcomes = iter([RuntimeError("boom"), RuntimeError("boom"), None])
 
     async def step() -> None:

@@ -12,9 +12,9 @@ import pytest
 from monitor.config import QualitySettings
 from monitor.quality.embedding import EmbeddingScorer, EmbeddingUnavailable
 from monitor.quality.guard_safety import guard_safety
-from monitor.quality.worker import QualityWorker, Sample, sampled
 from monitor.record import RequestRecord
 from monitor.store.samples import QualityScore
+from monitor.workers.quality import QualityWorker, Sample, sampled
 from tests.support.databases import sample_verdicts
 
 PROMPT = "Explain how photosynthesis turns sunlight into chemical energy."
@@ -134,7 +134,7 @@ async def test_judge_rating_becomes_a_score_and_failures_are_counted(
     settings = QualitySettings(sample_rate=1.0, scorers=["judge"])
     w = QualityWorker(settings, sink, judge=ask)
     batch = [Sample(record(f"r{i}"), PROMPT, ANSWER) for i in range(4)]
-    with caplog.at_level(logging.DEBUG, "monitor.quality.worker"):
+    with caplog.at_level(logging.DEBUG, "monitor.workers.quality"):
         await w.score_batch(batch)
     assert [(s.request_id, s.metric, s.value, s.detail) for s in sink.scores] == [
         ("r0", "overall", 0.75, {"rating": 4}),
@@ -167,7 +167,7 @@ async def test_missing_embedding_extra_is_skipped_with_one_warning(
     sink = Sink()
     settings = QualitySettings(sample_rate=1.0, scorers=["heuristic", "embedding"])
     w = QualityWorker(settings, sink, embedding=EmbeddingScorer(loader=missing))  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, "monitor.quality.worker"):
+    with caplog.at_level(logging.WARNING, "monitor.workers.quality"):
         for i in range(3):
             await w.score_batch([Sample(record(f"r{i}"), PROMPT, ANSWER)])
     assert {s.scorer for s in sink.scores} == {"heuristic"}
@@ -181,7 +181,7 @@ async def test_unreachable_database_drops_scores_with_one_warning_per_outage(
     sink = Sink()
     w = worker(sink, scorers=["heuristic", "guard"])
     sink.down = True
-    with caplog.at_level(logging.INFO, "monitor.quality.worker"):
+    with caplog.at_level(logging.INFO, "monitor.workers.quality"):
         for i in range(3):
             await w.score_batch([Sample(record(f"down{i}"), PROMPT, ANSWER)])
         sink.down = False

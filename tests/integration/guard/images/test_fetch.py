@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from monitor.guard.checks import ShieldGemma2Check
-from monitor.guard.image_check import ImageFetchError, check_images
-from monitor.guard.images import images_in_messages
+from monitor.guard.images.check import ImageFetchError, check_images
+from monitor.guard.images.fetch import fetch_image
+from monitor.guard.images.parts import images_in_messages
 from monitor.guard.verdict import Action
-from monitor.proxy.image_fetch import fetch_image
 from tests.support.asgi import serve_lifespan
 from tests.support.servers import ThreadedServer
 from tests.support.tiny_shieldgemma2 import build_tiny_shieldgemma2
@@ -97,7 +97,7 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def classifier(model_folder: Path) -> AsyncIterator[Any]:
-    from monitor.guard.shieldgemma2 import ShieldGemma2Classifier
+    from monitor.guard.images.shieldgemma2 import ShieldGemma2Classifier
 
     model = ShieldGemma2Classifier(str(model_folder))
     await model.ready()

@@ -12,8 +12,8 @@ import pytest
 
 from monitor.guard.checks import Harm
 from monitor.guard.classifier import ClassifierError, TextItem
-from monitor.guard.shieldgemma import render_prompt
-from monitor.guard.shieldgemma_remote import RemoteShieldGemma
+from monitor.guard.shieldgemma.prompts import render_prompt
+from monitor.guard.shieldgemma.remote import RemoteShieldGemma
 from tests.support.asgi import read_body, serve_lifespan
 from tests.support.servers import ThreadedServer, free_port
 

@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
+from monitor.config_types import RateLimit
 from monitor.proxy.ratelimit import (
     Decision,
     Quota,
     Quotas,
-    RateLimit,
     RateLimiter,
     rate_limit_headers,
 )

@@ -145,6 +145,20 @@ def test_chat_content_parts_keep_text_and_skip_images() -> None:
     assert info.input_messages == 1
 
 
+def test_chat_prompt_text_is_the_texts_the_guard_reads() -> None:
+    """Only `text` parts count: a `text` field on another part is not what the guard checked."""
+    content = [
+        {"type": "input_text", "text": "not a text part"},
+        {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}, "text": "alt"},
+        {"type": "text", "text": 5},  # skipped here; the validation check reports it
+        {"type": "text", "text": "read"},
+    ]
+    info = inspect_request(
+        "/v1/chat/completions", {"messages": [{"role": "user", "content": content}]}
+    )
+    assert info.prompt_text == "read"
+
+
 @pytest.mark.parametrize("role", ["system", "user", "assistant", "tool", "developer", "function"])
 def test_chat_accepts_every_known_role(role: str) -> None:
     inspect_request("/v1/chat/completions", {"messages": [{"role": role, "content": "x"}]})
