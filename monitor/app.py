@@ -1,8 +1,9 @@
 """The composition root: `create_app(settings)` builds every service once and wires the routes.
 
 Generation routes go straight to the pure-ASGI `ProxyHandler` (streaming, timing, no framework
-in the way); everything else (health, readiness, metrics, model lists, later admin) is a
-FastAPI app. Its lifespan owns the shared upstream client and the recorder's background task.
+in the way); everything else (health, readiness, metrics, model lists, feedback, admin) is the
+FastAPI app `monitor.api.routes.build_api` makes. Its lifespan starts the services and stops
+them through one exit stack.
 """
 
 from __future__ import annotations
@@ -17,30 +18,25 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from monitor.api.admin import admin_router
-from monitor.api.admin_stats import monitoring_router
+from monitor.api.feedback import RecentRequests
+from monitor.api.routes import build_api
 from monitor.config import Settings
-from monitor.api.feedback import RecentRequests, feedback_router
-from monitor.guard.classifier import ClassifierError
 from monitor.guard.model_guard import ClassifierFactory
 from monitor.guard.shieldgemma.classifiers import TextClassifiers
 from monitor.metrics import Metrics
-from monitor.workers.background import Monitoring
-from monitor.api.ops import ops_router
 from monitor.proxy.admission import Admission, build_limiter
-from monitor.upstream.backend import BackendClient
 from monitor.proxy.exchange import Receive, Scope, Send
 from monitor.proxy.guarding import GuardStep, build_guard
 from monitor.proxy.handler import GENERATION_ROUTES, ProxyHandler
-from monitor.api.listing import listing_router
-from monitor.workers.judge import BackendJudge
-from monitor.workers.quality import QualityWorker
 from monitor.record import RequestRecord
 from monitor.store.engine import make_engine
 from monitor.store.migrate import check_migrated, upgrade
-from monitor.store.queries import request_exists
 from monitor.store.recorder import Recorder
 from monitor.store.samples import write_quality_scores
+from monitor.upstream.backend import BackendClient
+from monitor.workers.background import Monitoring
+from monitor.workers.judge import BackendJudge
+from monitor.workers.quality import QualityWorker
 
 log = logging.getLogger(__name__)
 
@@ -148,62 +144,57 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await services.handler.ready()  # the guard's models loaded, or start-up fails
-        await services.backend.open()
-        await services.recorder.start()
-        await services.monitoring.start()
-        services.quality.start()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            await start_services(services, stack)
             yield
-        finally:
-            await _drain(services)
 
-    api = FastAPI(title="Gemma Monitor", lifespan=lifespan, docs_url=None, redoc_url=None)
-    api.include_router(
-        ops_router(
-            services.backend, services.recorder, services.metrics, settings, services.monitoring
-        )
+    api = build_api(
+        settings,
+        backend=services.backend,
+        recorder=services.recorder,
+        metrics=services.metrics,
+        admission=services.admission,
+        monitoring=services.monitoring,
+        recent=services.recent,
+        quality_stats=services.quality.stats,
+        reload_policy=services.handler.reload_policy,
+        lifespan=lifespan,
     )
-    api.include_router(listing_router(services.backend, settings.backend_protocol))
-    engine = services.recorder.engine
-    api.include_router(
-        feedback_router(
-            services.admission,
-            services.recent,
-            partial(request_exists, engine),
-            partial(write_quality_scores, engine),
-            store_comments=settings.content_storage == "full",
-            stats=services.quality.stats,
-        )
-    )
-    if settings.admin_token is not None:
-        api.include_router(
-            admin_router(settings.admin_token, services.admission, services.handler.reload_policy)
-        )
-        api.include_router(
-            monitoring_router(settings.admin_token, services.monitoring, services.recorder.engine)
-        )
     return MonitorApp(services, api)
 
 
-async def _drain(services: Services) -> None:
-    """Let in-flight requests finish (bounded), then flush every record."""
-    handler = services.handler
+async def start_services(services: Services, stack: contextlib.AsyncExitStack) -> None:
+    """Start each service and push its stop onto `stack` at once, so that a start failing
+    half-way stops what had started, and shutdown runs the stops in reverse: in-flight requests
+    drained first, then monitoring, quality (before the backend closes: the judge asks it), the
+    backend, the guard's classifiers, the limiter, and the recorder's flush last. The stack
+    runs every stop even when one raises, then raises that error.
+
+    Monitoring and the guard push their stop before starting: each starts several things
+    (workers, models) and its stop is safe for any part that never started."""
+    await services.recorder.start()
+    stack.push_async_callback(services.recorder.stop)
+    limiter = services.admission.limiter
+    if limiter is not None:
+        stack.push_async_callback(limiter.aclose)
+    if services.text_classifiers is not None:
+        stack.push_async_callback(services.text_classifiers.aclose)
+    stack.push_async_callback(services.handler.aclose)
+    await services.handler.ready()  # the guard's models loaded, or start-up fails
+    await services.backend.open()
+    stack.push_async_callback(services.backend.close)
+    services.quality.start()
+    stack.push_async_callback(services.quality.stop)
+    stack.push_async_callback(services.monitoring.stop)
+    await services.monitoring.start()
+    stack.push_async_callback(_drain_requests, services.handler, services.settings.drain_timeout_s)
+
+
+async def _drain_requests(handler: ProxyHandler, timeout_s: float) -> None:
+    """Let in-flight requests finish, for at most `timeout_s`."""
     if handler.inflight:
         log.info("waiting for %d in-flight requests", handler.inflight)
         try:
-            await asyncio.wait_for(handler.idle.wait(), services.settings.drain_timeout_s)
+            await asyncio.wait_for(handler.idle.wait(), timeout_s)
         except TimeoutError:
             log.warning("%d requests still running after the drain timeout", handler.inflight)
-    await services.monitoring.stop()
-    await services.quality.stop()  # before the backend closes: the judge asks it
-    await services.backend.close()
-    await handler.aclose()  # the guard's classifiers (models, connections)
-    if services.text_classifiers is not None:
-        try:
-            await services.text_classifiers.aclose()
-        except ClassifierError as exc:  # the records below must still be flushed
-            log.error("closing the guard's classifiers: %s", exc)
-    if services.admission.limiter is not None:
-        await services.admission.limiter.aclose()
-    await services.recorder.stop()

@@ -2,22 +2,34 @@
 
     ProxyError                  a request ends with an error response (never a 500 for bad input)
     ├── RequestInvalid          400 VALIDATION_ERROR: malformed JSON, invalid UTF-8, wrong types,
-    │                           missing fields
-    │   └── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
+    │   │                       missing fields (in a body or a query parameter)
+    │   ├── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
+    │   └── OutOfRange          422 VALIDATION_ERROR: a field of the right type with a value
+    │                           outside its range or choices (a score over 1, a window of 400d)
+    ├── PolicyRejected          400 POLICY_INVALID: an admin policy reload found the configured
+    │                           policy invalid (the running one stays)
     ├── ContentFiltered         400 CONTENT_FILTERED: the input guard blocked the request
     ├── ResponseFiltered        400 RESPONSE_FILTERED: the output guard blocked the response
     │                           (streams end with finish_reason content_filter instead)
     ├── Unauthorized            401 UNAUTHORIZED: API keys are required and none (or a wrong
-    │                           one) was given
+    │                           one) was given, or an admin route without its bearer token
+    ├── NotFound                404 NOT_FOUND: no route for the path, or no such thing behind
+    │                           it (request id, alert, a feature that is off)
+    ├── MethodNotAllowed        405 METHOD_NOT_ALLOWED: the path exists for other methods;
+    │                           carries Allow
     ├── RateLimited             429 RATE_LIMIT_EXCEEDED: the principal is over its window;
     │                           carries Retry-After and X-RateLimit-* headers
     ├── BackendFailed           502 GENERATION_ERROR: backend refused the connection, reset it,
-    │                           answered 5xx or something that is not its protocol
+    │   │                       answered 5xx or something that is not its protocol
     │   └── BackendTimeout      504 GENERATION_ERROR: no byte from the backend within the timeout
-    └── InternalError           500 INTERNAL_ERROR: a defect in the proxy itself (logged)
+    ├── StoreUnavailable        503 STORE_UNAVAILABLE: the database or the shared rate-limit
+    │                           store cannot answer or take a write
+    └── InternalError           500 INTERNAL_ERROR: a defect in the monitor itself (logged with
+                                its traceback, never sent)
 
 Rendering into the client's protocol (OpenAI error object or Ollama's `{"error": ...}`) happens
-in `monitor.proxy.protocols.error_body`, called only by the proxy handler.
+in `monitor.proxy.protocols.error_body`, called by the proxy handler for generation routes and
+by `monitor.api.errors` for every other route.
 """
 
 from __future__ import annotations
@@ -49,6 +61,38 @@ class RequestInvalid(ProxyError):
 
 class BodyTooLarge(RequestInvalid):
     status = 413
+
+
+class OutOfRange(RequestInvalid):
+    status = 422
+
+
+class PolicyRejected(ProxyError):
+    code = "POLICY_INVALID"
+    status = 400
+    outcome = "invalid"
+    error_type = "invalid_request_error"
+
+
+class NotFound(ProxyError):
+    code = "NOT_FOUND"
+    status = 404
+    outcome = "invalid"
+    error_type = "invalid_request_error"
+
+
+class MethodNotAllowed(ProxyError):
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+    outcome = "invalid"
+    error_type = "invalid_request_error"
+
+
+class StoreUnavailable(ProxyError):
+    code = "STORE_UNAVAILABLE"
+    status = 503
+    outcome = "backend_error"
+    error_type = "server_error"
 
 
 class BackendFailed(ProxyError):

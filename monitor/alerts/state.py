@@ -2,7 +2,7 @@
 
 Pure and clock-free: `AlertTracker.step(evaluations, now)` takes the latest evaluations and
 the time, updates the alerts and returns the notifications to send. The app's worker owns the
-loop, the clock, persistence (`take_events`, `snapshot`/`restore`) and delivery.
+loop, the clock, persistence (`take_events`, `restore`) and delivery.
 
 An alert is identified by its *fingerprint*: a stable hash of the rule name and the labels
 (the rule's labels, then the evaluation's target labels, such as ``gpu: "0"``), so the same
@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from monitor.alerts.rules import AlertRule, Evaluation, Severity
+from monitor.alerts.rules import Evaluation
+from monitor.config_types import AlertRule, Severity
 
 AlertState = Literal["pending", "firing", "resolved"]
 EventKind = Literal["pending", "firing", "resolved", "cancelled", "acknowledged"]
@@ -179,9 +180,6 @@ class AlertTracker:
         """Events since the last call, oldest first: for the caller to persist."""
         events, self._new_events = self._new_events, []
         return events
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [alert.to_dict() for alert in self.active()]
 
     def restore(self, snapshot: Iterable[Mapping[str, Any]]) -> None:
         """Reload active alerts (after a restart), so none fires or resolves twice."""

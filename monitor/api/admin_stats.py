@@ -8,23 +8,29 @@ asks the monitor, behind the same bearer token as the rest of `/admin`.
 - `GET /admin/alerts/{fingerprint}`: one alert's history (its events, oldest first).
 - `POST /admin/alerts/{fingerprint}/ack` `{"by": "alice"}`: acknowledge an active alert.
 - `GET /admin/deliveries?status=failed`: the webhook outbox.
+
+A window that cannot be read, ends before it starts or spans more than `MAX_WINDOW` is 422
+VALIDATION_ERROR; an unknown fingerprint is 404 NOT_FOUND (rendered by `monitor.api.errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, Query
 from pydantic import SecretStr
-from sqlalchemy.engine import Engine
 
 from monitor.api.admin import bearer_dependency
-from monitor.alerts.rules import parse_duration
-from monitor.workers.background import Monitoring
+from monitor.config_types import parse_duration
+from monitor.errors import NotFound, OutOfRange
 from monitor.store import alerts as alert_store
 from monitor.store.summaries import summarize
+from monitor.workers.background import Monitoring
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 MAX_WINDOW = timedelta(days=90)
 
@@ -39,12 +45,13 @@ def _window(window: str | None, since: datetime | None, until: datetime | None) 
         try:
             seconds = parse_duration(window or "1h")
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise OutOfRange(str(exc), param="window") from exc
         start = end - timedelta(seconds=seconds)
+    param = "window" if since is None else "since"
     if start >= end:
-        raise HTTPException(422, "the window must start before it ends")
+        raise OutOfRange("the window must start before it ends", param=param)
     if end - start > MAX_WINDOW:
-        raise HTTPException(422, f"a window is at most {MAX_WINDOW.days} days")
+        raise OutOfRange(f"a window is at most {MAX_WINDOW.days} days", param=param)
     return start, end
 
 
@@ -128,7 +135,7 @@ def monitoring_router(token: SecretStr, monitoring: Monitoring, engine: Engine) 
     async def alert_history(fingerprint: str) -> dict[str, Any]:
         events = await asyncio.to_thread(alert_store.alert_history, engine, fingerprint)
         if not events:
-            raise HTTPException(404, f"no alert with fingerprint {fingerprint}")
+            raise NotFound(f"no alert with fingerprint {fingerprint}", param="fingerprint")
         return {"fingerprint": fingerprint, "events": events}
 
     @router.post("/alerts/{fingerprint}/ack")
@@ -136,9 +143,9 @@ def monitoring_router(token: SecretStr, monitoring: Monitoring, engine: Engine) 
         fingerprint: str, by: str = Body("admin", embed=True, max_length=200)
     ) -> dict[str, Any]:
         if monitoring.alerts is None:
-            raise HTTPException(404, "alerting is off")
+            raise NotFound("alerting is off")
         if not await monitoring.alerts.acknowledge(fingerprint, by):
-            raise HTTPException(404, f"no active alert with fingerprint {fingerprint}")
+            raise NotFound(f"no active alert with fingerprint {fingerprint}", param="fingerprint")
         return {"fingerprint": fingerprint, "acknowledged_by": by}
 
     @router.get("/deliveries")

@@ -10,19 +10,19 @@ Why `rating` is a field of its own rather than an integer `score`: JSON does not
 from ``1.0`` (JavaScript sends both as ``1``), so "integer means rating" would read a perfect
 score of 1.0 as the worst rating.
 
-Errors are OpenAI error objects with a request id, like the proxy's: 400 VALIDATION_ERROR for
-a body that is not a JSON object or has a field of the wrong type or missing, 413 for a body
-over `MAX_BODY_BYTES`, 422 for values out of range, 401 when API keys are configured and none
-(or a wrong one) is given, 404 for a request id that is neither stored nor just finished
-(a record may still wait in the recorder's queue: `RecentRequests` remembers the last ids the
-proxy finished), 503 when the database cannot take the score.
+Errors are raised here and rendered by `monitor.api.errors` as OpenAI error objects with the
+request id, like the proxy's: 400 VALIDATION_ERROR for a body that is not a JSON object or has
+a field of the wrong type or missing, 413 for a body over `MAX_BODY_BYTES`, 422 for values out
+of range, 401 when API keys are configured and none (or a wrong one) is given, 404 for a
+request id that is neither stored nor just finished (a record may still wait in the recorder's
+queue: `RecentRequests` remembers the last ids the proxy finished), 503 when the database
+cannot take the score.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,36 +30,16 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from monitor.errors import BodyTooLarge, ProxyError, RequestInvalid
+from monitor.errors import BodyTooLarge, NotFound, OutOfRange, RequestInvalid, StoreUnavailable
 from monitor.proxy import protocols
 from monitor.proxy.admission import Admission
-from monitor.workers.quality import QualityStats
 from monitor.record import utcnow
 from monitor.store.samples import QualityScore
+from monitor.workers.quality import QualityStats
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_COMMENT_CHARS = 4000
 MAX_ID_CHARS = 64  # the column's width
-
-
-class OutOfRange(RequestInvalid):
-    """422 VALIDATION_ERROR: a field has the right type but a value outside its range."""
-
-    status = 422
-
-
-class NotFound(ProxyError):
-    code = "NOT_FOUND"
-    status = 404
-    outcome = "invalid"
-    error_type = "invalid_request_error"
-
-
-class StoreUnavailable(ProxyError):
-    code = "STORE_UNAVAILABLE"
-    status = 503
-    outcome = "backend_error"
-    error_type = "server_error"
 
 
 class RecentRequests:
@@ -100,36 +80,21 @@ def feedback_router(
 
     @router.post("/v1/feedback")
     async def feedback(request: Request) -> Response:
-        request_id = uuid.uuid4().hex
+        admission.principal(request.scope)
+        payload = protocols.parse_json_object(await _read_body(request))
+        score = _parse(payload, store_comments)
+        if score.request_id not in recent and not await asyncio.to_thread(exists, score.request_id):
+            raise NotFound(f"no request with id {score.request_id!r}", param="request_id")
         try:
-            admission.principal(request.scope)
-            payload = protocols.parse_json_object(await _read_body(request))
-            score = _parse(payload, store_comments)
-            if score.request_id not in recent and not await asyncio.to_thread(
-                exists, score.request_id
-            ):
-                raise NotFound(f"no request with id {score.request_id!r}", param="request_id")
-            try:
-                await asyncio.to_thread(write, [score])
-            except Exception as exc:
-                raise StoreUnavailable(
-                    f"the feedback could not be stored: {exc.__class__.__name__}"
-                ) from exc
-        except ProxyError as error:
-            body = protocols.error_body(protocols.OPENAI, error, request_id)
-            headers = {"x-request-id": request_id}
-            for name, value in error.headers:
-                headers[name.decode("latin-1")] = value.decode("latin-1")
-            return Response(body, error.status, headers, media_type="application/json")
+            await asyncio.to_thread(write, [score])
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"the feedback could not be stored: {exc.__class__.__name__}"
+            ) from exc
         if stats is not None:
             stats.scored["user"] += 1
         answer = {"request_id": score.request_id, "score": score.value, "stored": True}
-        return Response(
-            orjson.dumps(answer),
-            200,
-            {"x-request-id": request_id},
-            media_type="application/json",
-        )
+        return Response(orjson.dumps(answer), 200, media_type="application/json")
 
     return router
 

@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse
 from monitor.config import Settings
 from monitor.errors import ProxyError
 from monitor.metrics import CONTENT_TYPE, Metrics
-from monitor.workers.background import Monitoring
-from monitor.upstream.backend import BackendClient
 from monitor.store.engine import ping
 from monitor.store.recorder import Recorder
+from monitor.upstream.backend import BackendClient
+from monitor.workers.background import Monitoring
 
 READY_TIMEOUT_S = 3.0
 

@@ -2,6 +2,7 @@
 responses and stream events, and writing errors in each protocol's own shape.
 
 Only structure is checked here (is this a chat request at all?); content rules are the guard's.
+A chat request's recorded prompt text is the texts the guard reads (`monitor.guard.messages`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Final
 import orjson
 
 from monitor.errors import ProxyError, RequestInvalid
+from monitor.guard.messages import BadPart, Segment, message_parts
 
 OPENAI: Final = "openai"
 OLLAMA: Final = "ollama"
@@ -86,21 +88,21 @@ def _check_common(
     return model, stream_default if stream is None else stream
 
 
-def _message_text(content: Any, index: int) -> str:
+def _message_text(message: dict[str, Any], index: int) -> str:
+    content = message.get("content")
     if content is None or isinstance(content, str):
         return content or ""
     if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        texts = []
+        for part in message_parts(index, message, images=False):
+            if isinstance(part, Segment):
+                texts.append(part.text)
+            elif isinstance(part, BadPart) and part.field is None:  # a bad `text`: skipped
                 raise RequestInvalid(
                     f"messages[{index}].content parts must be objects with a 'type'",
                     param=f"messages[{index}].content",
                 )
-            text = part.get("text")
-            if isinstance(text, str):
-                parts.append(text)
-        return "\n".join(parts)
+        return "\n".join(texts)
     raise RequestInvalid(
         f"messages[{index}].content must be a string or a list of parts, not {_kind(content)}",
         param=f"messages[{index}].content",
@@ -127,7 +129,7 @@ def _check_messages(payload: dict[str, Any]) -> tuple[int, str]:
                 f"messages[{i}].role must be one of {', '.join(sorted(ROLES))}",
                 param=f"messages[{i}].role",
             )
-        texts.append(_message_text(message.get("content"), i))
+        texts.append(_message_text(message, i))
     return len(messages), "\n".join(texts)
 
 

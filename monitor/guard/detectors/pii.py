@@ -103,26 +103,6 @@ def find_phones_international(text: str) -> list[Hit]:
     return hits
 
 
-def find_phones(text: str) -> list[Hit]:
-    return _dedupe(find_phones_international(text) + _digit_runs(text, (PiiType.PHONE,)))
-
-
-def find_cards(text: str) -> list[Hit]:
-    return _digit_runs(text, (PiiType.CARD,))
-
-
-def find_ssns(text: str) -> list[Hit]:
-    return _digit_runs(text, (PiiType.SSN,))
-
-
-def find_ibans(text: str) -> list[Hit]:
-    return _digit_runs(text, (PiiType.IBAN,))
-
-
-def find_ips(text: str) -> list[Hit]:
-    return _digit_runs(text, (PiiType.IP,)) + find_ipv6(text)
-
-
 def _trim_phone(candidate: str) -> int:
     """The length of the phone number at the start of `candidate` (an E.164 number has 8 to
     15 digits), dropping trailing space-separated groups that make it too long; 0 if none."""

@@ -4,7 +4,8 @@
 the allowed set and a `content` that is a string or a list of typed parts (`{"type": "text",
 "text": "..."}`, `{"type": "image_url", ...}`). An assistant message carrying `tool_calls` may
 have no content. The guard turns each problem into a `validation` finding, which the proxy
-answers with VALIDATION_ERROR (400) when its action is `block`.
+answers with VALIDATION_ERROR (400) when its action is `block`. A list content's parts are
+read through `monitor.guard.messages`, the walk every reader of messages shares.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+
+from monitor.guard.messages import BadPart, message_parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,10 @@ def _check_message(index: int, message: Any, allowed_roles: Collection[str]) -> 
             return None
         return Problem("validation.content", f"{path}.content", "is missing")
     if isinstance(content, list):
-        return _check_parts(f"{path}.content", content)
+        for part in message_parts(index, message, texts=False, images=False):
+            if isinstance(part, BadPart):
+                return _bad_part(part)
+        return None
     return Problem(
         "validation.content",
         f"{path}.content",
@@ -81,11 +87,7 @@ def _check_message(index: int, message: Any, allowed_roles: Collection[str]) -> 
     )
 
 
-def _check_parts(path: str, parts: list[Any]) -> Problem | None:
-    for index, part in enumerate(parts):
-        where = f"{path}[{index}]"
-        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            return Problem("validation.part", where, "must be an object with a string 'type'")
-        if part["type"] == "text" and not isinstance(part.get("text"), str):
-            return Problem("validation.part", f"{where}.text", "a text part needs a string 'text'")
-    return None
+def _bad_part(part: BadPart) -> Problem:
+    if part.field == "text":
+        return Problem("validation.part", part.path, "a text part needs a string 'text'")
+    return Problem("validation.part", part.path, "must be an object with a string 'type'")

@@ -7,7 +7,8 @@ carry base64 strings in `images`, on each /api/chat message and on the /api/gene
 Nothing here raises on odd input: an image that cannot be read (bad base64, a data URL that
 declares something other than an image, a part without a URL, too many bytes) is returned
 with its `error`, so that the check decides what it does (`on_error`). URLs are returned as
-they are; fetching them is the proxy's business, and only when a policy asks for it.
+they are; fetching them is the proxy's business, and only when a policy asks for it. The
+walk that finds them in chat messages is `monitor.guard.messages.parts`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import base64
 import binascii
 from dataclasses import dataclass
 from typing import Any
+
+from monitor.guard.messages import ImagePart, OllamaImages, parts
 
 _FETCHABLE = ("http://", "https://")
 
@@ -33,22 +36,12 @@ class ImageRef:
 
 def images_in_messages(messages: Any, max_bytes: int) -> list[ImageRef]:
     """Every image of chat `messages` (OpenAI `image_url` parts, Ollama `images`), in order."""
-    if not isinstance(messages, list):
-        return []
     found: list[ImageRef] = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            continue
-        role = message.get("role")
-        role = role if isinstance(role, str) else ""
-        content = message.get("content")
-        if isinstance(content, list):
-            for part_index, part in enumerate(content):
-                if isinstance(part, dict) and part.get("type") == "image_url":
-                    path = f"messages[{index}].content[{part_index}].image_url"
-                    found.append(_from_url(path, role, part.get("image_url"), max_bytes))
-        if "images" in message:
-            found += _ollama_images(f"messages[{index}].images", role, message["images"], max_bytes)
+    for part in parts(messages, texts=False):
+        if isinstance(part, ImagePart):
+            found.append(_from_url(part.path, part.role, part.image_url, max_bytes))
+        elif isinstance(part, OllamaImages):
+            found += _ollama_images(part.path, part.role, part.images, max_bytes)
     return found
 
 

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.alerts.rules import AlertRule, Evaluation, evaluate
+from monitor.alerts.rules import Evaluation, evaluate
 from monitor.alerts.state import AlertTracker, Notification, fingerprint
+from monitor.config_types import AlertRule
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -230,12 +231,13 @@ def test_history_is_bounded() -> None:
     assert len(tracker.take_events()) == 6  # the unpersisted events are all kept
 
 
-def test_snapshot_and_restore_carry_alerts_across_a_restart_without_renotifying() -> None:
+def test_saved_alerts_restore_across_a_restart_without_renotifying() -> None:
     tracker = AlertTracker(resolve_after_s=20)
     rule = latency_rule(**{"for": "10s"})
     run(tracker, rule, [20, 20, 5])  # fired at 10, clear since 20
     tracker.acknowledge(tracker.active()[0].fingerprint, at(21), by="ops")
-    saved = json.loads(json.dumps(tracker.snapshot()))  # through the database, as JSON
+    # what the store keeps of each active alert (`Alert.to_dict()`), through it as JSON
+    saved = json.loads(json.dumps([alert.to_dict() for alert in tracker.active()]))
 
     restarted = AlertTracker(resolve_after_s=20)
     restarted.restore(saved)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.guard.credentials import find_secrets
-from monitor.guard.redaction import redact
+from monitor.guard.detectors.credentials import find_secrets
+from monitor.guard.detectors.redaction import redact
 
 
 def redacted(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.guard.denylist import DenyList
+from monitor.guard.detectors.denylist import DenyList
 from monitor.guard.engine import Guard
 from monitor.guard.loader import load_policy, parse_policy
 

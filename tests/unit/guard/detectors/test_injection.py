@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.guard.injection import PATTERNS, score_injection
+from monitor.guard.detectors.injection import PATTERNS, score_injection
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from monitor.guard.normalize import FORMAT_CHARS, fold, word_starts
+from monitor.guard.detectors.normalize import FORMAT_CHARS, fold, word_starts
 
 
 @pytest.mark.parametrize(

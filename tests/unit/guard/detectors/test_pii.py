@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from monitor.guard.checks import PiiType
-from monitor.guard.checksums import iban_valid, luhn_valid, ssn_valid
-from monitor.guard.pii import find_pii
-from monitor.guard.redaction import redact
+from monitor.guard.detectors.checksums import iban_valid, luhn_valid, ssn_valid
+from monitor.guard.detectors.pii import find_pii
+from monitor.guard.detectors.redaction import redact
 
 
 def redacted(text: str, *kinds: PiiType) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.guard.redaction import Hit, redact
+from monitor.guard.detectors.redaction import Hit, redact
 
 
 def hit(start: int, end: int, replacement: str) -> Hit:

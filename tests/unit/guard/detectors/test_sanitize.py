@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.guard.sanitize import find_markup, strip_markup
+from monitor.guard.detectors.sanitize import find_markup, strip_markup
 
 
 def stripped(text: str) -> str:

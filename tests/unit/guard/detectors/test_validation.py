@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from monitor.guard.validation import validate_messages
+from monitor.guard.detectors.validation import validate_messages
 
 ROLES = ("system", "user", "assistant", "tool")
 

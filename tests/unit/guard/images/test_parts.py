@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from monitor.guard.images import ImageRef, images_in_messages, images_in_prompt
+from monitor.guard.images.parts import ImageRef, images_in_messages, images_in_prompt
 
 BYTES = b"\x89PNG\r\n\x1a\n not checked here: only decoded"
 B64 = base64.b64encode(BYTES).decode()

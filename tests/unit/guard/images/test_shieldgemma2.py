@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from monitor.guard.classifier import ClassifierError
-from monitor.guard.shieldgemma2 import ShieldGemma2Classifier
+from monitor.guard.images.shieldgemma2 import ShieldGemma2Classifier
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -206,7 +206,7 @@ async def test_text_and_image_models_loading_at_the_same_time(
 ) -> None:
     """A policy with text and image checks builds both classifiers at once: the text loader
     takes the same lock as the image one."""
-    from monitor.guard.shieldgemma_local import LocalShieldGemma
+    from monitor.guard.shieldgemma.local import LocalShieldGemma
     from tests.support.tiny_gemma import save_tiny_gemma
 
     text_model = save_tiny_gemma(tmp_path / "text")

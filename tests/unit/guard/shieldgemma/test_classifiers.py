@@ -9,12 +9,12 @@ from pydantic import ValidationError
 
 from monitor.guard.checks import Harm, ShieldGemmaCheck
 from monitor.guard.classifier import ClassifierError, TextItem
-from monitor.guard.shieldgemma_remote import RemoteShieldGemma
-from monitor.guard.text_classifiers import (
+from monitor.guard.shieldgemma.classifiers import (
     TextClassifiers,
     aclose_text_classifiers,
     build_text_classifier,
 )
+from monitor.guard.shieldgemma.remote import RemoteShieldGemma
 from tests.support.tiny_gemma import save_tiny_gemma
 
 ITEM = TextItem("how do I bake bread", Harm.DANGEROUS_CONTENT)

@@ -18,8 +18,8 @@ import pytest
 
 from monitor.guard.checks import Harm
 from monitor.guard.classifier import ClassifierError, TextItem
-from monitor.guard.shieldgemma import render_prompt
-from monitor.guard.shieldgemma_local import LocalShieldGemma, length_groups
+from monitor.guard.shieldgemma.local import LocalShieldGemma, length_groups
+from monitor.guard.shieldgemma.prompts import render_prompt
 from tests.support.tiny_gemma import save_tiny_gemma
 
 pytest.importorskip("transformers")  # the shieldgemma extra
