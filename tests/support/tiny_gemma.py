@@ -13,6 +13,7 @@ from typing import Any
 
 from monitor.guard.checks import Harm
 from monitor.guard.classifier import TextItem
+from monitor.guard.shieldgemma.loading_lock import LOADING_LOCK
 from monitor.guard.shieldgemma.prompts import render_prompt
 
 SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>"]
@@ -81,10 +82,14 @@ def save_tiny_gemma(
         "eos_token_id": 1,
         "bos_token_id": 2,
     }
-    torch.manual_seed(1234)
-    if architecture == "gemma2":
-        model: Any = Gemma2ForCausalLM(Gemma2Config(**common))
-    else:
-        model = Gemma3ForCausalLM(Gemma3TextConfig(**common))
-    model.save_pretrained(str(folder))
+    # Under the loading lock: a classifier still loading in a worker thread (an earlier test's)
+    # has transformers build modules on the meta device process-wide, which would catch this
+    # model too.
+    with LOADING_LOCK:
+        torch.manual_seed(1234)
+        if architecture == "gemma2":
+            model: Any = Gemma2ForCausalLM(Gemma2Config(**common))
+        else:
+            model = Gemma3ForCausalLM(Gemma3TextConfig(**common))
+        model.save_pretrained(str(folder))
     return folder

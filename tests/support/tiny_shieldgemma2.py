@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from monitor.guard.shieldgemma.loading_lock import LOADING_LOCK
+
 SEED = 1234
 IMAGE_SIZE = 16
 
@@ -104,12 +106,13 @@ def build_tiny_shieldgemma2(folder: Path) -> Path:
     )
     config.yes_token_index = vocab["Yes"]  # read by the model (default: Gemma 3's 10784)
     config.no_token_index = vocab["No"]
-    torch.manual_seed(SEED)
-    model = transformers.ShieldGemma2ForImageClassification(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.3)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    with LOADING_LOCK:  # see tiny_gemma.save_tiny_gemma
+        torch.manual_seed(SEED)
+        model = transformers.ShieldGemma2ForImageClassification(config)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0.0, 0.3)
+        model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

@@ -12,6 +12,7 @@ import pytest
 
 from monitor.guard.classifier import ClassifierError
 from monitor.guard.images.shieldgemma2 import ShieldGemma2Classifier
+from monitor.guard.shieldgemma.loading_lock import LOADING_LOCK
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -47,8 +48,9 @@ def hand_probabilities(folder: Path, image: bytes, policies: list[str]) -> list[
     the tokenizer's own Yes and No ids (not the ids the classification head was given)."""
     import transformers
 
-    processor = transformers.AutoProcessor.from_pretrained(str(folder))
-    net = transformers.ShieldGemma2ForImageClassification.from_pretrained(str(folder))
+    with LOADING_LOCK:  # a classifier may be loading in its worker thread
+        processor = transformers.AutoProcessor.from_pretrained(str(folder))
+        net = transformers.ShieldGemma2ForImageClassification.from_pretrained(str(folder))
     net.eval()
     yes, no = processor.tokenizer.convert_tokens_to_ids(["Yes", "No"])
     pil = Image.open(io.BytesIO(image)).convert("RGB")

@@ -18,6 +18,7 @@ import pytest
 
 from monitor.guard.checks import Harm
 from monitor.guard.classifier import ClassifierError, TextItem
+from monitor.guard.shieldgemma.loading_lock import LOADING_LOCK
 from monitor.guard.shieldgemma.local import LocalShieldGemma, length_groups
 from monitor.guard.shieldgemma.prompts import render_prompt
 from tests.support.tiny_gemma import save_tiny_gemma
@@ -46,13 +47,14 @@ def references(tiny_models: dict[str, Path]) -> dict[str, tuple[Any, Any]]:
     """Each checkpoint loaded a second time, straight through transformers."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return {
-        arch: (
-            AutoTokenizer.from_pretrained(str(path)),
-            AutoModelForCausalLM.from_pretrained(str(path)).eval(),
-        )
-        for arch, path in tiny_models.items()
-    }
+    with LOADING_LOCK:  # a classifier may be loading in its worker thread
+        return {
+            arch: (
+                AutoTokenizer.from_pretrained(str(path)),
+                AutoModelForCausalLM.from_pretrained(str(path)).eval(),
+            )
+            for arch, path in tiny_models.items()
+        }
 
 
 def by_hand(reference: tuple[Any, Any], item: TextItem) -> float:
