@@ -80,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         backend_url=args.backend,
         database_url=args.database_url,
+        policies=args.policies,
         auto_migrate=True if args.migrate else None,
     )
     return _serve(settings)
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--backend", help="upstream Gemma server URL (MONITOR_BACKEND_URL)")
     serve.add_argument("--database-url", help="SQLAlchemy URL (MONITOR_DATABASE_URL)")
+    serve.add_argument(
+        "--policies", help="guard policy: a YAML file, a shipped name, or off (MONITOR_POLICIES)"
+    )
     serve.add_argument("--migrate", action="store_true", help="upgrade the database first")
     serve.set_defaults(func=cmd_serve)
 

@@ -2,12 +2,11 @@
 
     ProxyError                  a request ends with an error response (never a 500 for bad input)
     ├── RequestInvalid          400 VALIDATION_ERROR: malformed JSON, invalid UTF-8, wrong types,
-    │   │                       missing fields (in a body or a query parameter)
+    │   │                       missing fields (in a body or a query parameter), a policy an
+    │   │                       admin reload found invalid (the running one stays)
     │   ├── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
     │   └── OutOfRange          422 VALIDATION_ERROR: a field of the right type with a value
     │                           outside its range or choices (a score over 1, a window of 400d)
-    ├── PolicyRejected          400 POLICY_INVALID: an admin policy reload found the configured
-    │                           policy invalid (the running one stays)
     ├── ContentFiltered         400 CONTENT_FILTERED: the input guard blocked the request
     ├── ResponseFiltered        400 RESPONSE_FILTERED: the output guard blocked the response
     │                           (streams end with finish_reason content_filter instead)
@@ -65,13 +64,6 @@ class BodyTooLarge(RequestInvalid):
 
 class OutOfRange(RequestInvalid):
     status = 422
-
-
-class PolicyRejected(ProxyError):
-    code = "POLICY_INVALID"
-    status = 400
-    outcome = "invalid"
-    error_type = "invalid_request_error"
 
 
 class NotFound(ProxyError):

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import SecretStr
 
-from monitor.errors import NotFound, PolicyRejected, StoreUnavailable, Unauthorized
+from monitor.errors import NotFound, RequestInvalid, StoreUnavailable, Unauthorized
 from monitor.guard.loader import PolicyError
 from monitor.proxy.admission import Admission
 from monitor.proxy.ratelimit import LimiterUnavailable
@@ -61,7 +61,7 @@ def admin_router(
         try:
             name = await reload_policy()
         except PolicyError as exc:
-            raise PolicyRejected(str(exc)) from exc
+            raise RequestInvalid(str(exc)) from exc
         return {"policy": name, "status": "reloaded" if name else "guard off"}
 
     return router

@@ -109,7 +109,7 @@ def test_policy_reload_of_a_bad_file_is_400(
     proxy = make_proxy(policies=str(path), admin_token=ADMIN_TOKEN)
     path.write_text("version: 1\ninput: {checks: [{type: nonsense}]}\n")
     resp = httpx.post(f"{proxy.url}/admin/policies/reload", headers=ADMIN)
-    error = openai_error(resp, 400, "POLICY_INVALID")
+    error = openai_error(resp, 400, "VALIDATION_ERROR")
     assert str(path) in error["message"] and "Traceback" not in resp.text
     path.write_text(POLICY)
     ok = httpx.post(f"{proxy.url}/admin/policies/reload", headers=ADMIN)

@@ -251,6 +251,6 @@ def test_policy_reload(make_proxy, fake_backend: FakeBackend, tmp_path: Path) ->
     path.write_text("version: 1\ninput: {checks: [{type: nonsense}]}\n")
     refused = httpx.post(f"{proxy.url}/admin/policies/reload", headers=admin)
     assert refused.status_code == 400 and str(path) in refused.json()["error"]["message"]
-    assert refused.json()["error"]["code"] == "POLICY_INVALID"
+    assert refused.json()["error"]["code"] == "VALIDATION_ERROR"
     # the running policy stays
     assert httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT).status_code == 400
