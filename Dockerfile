@@ -27,7 +27,8 @@ RUN pip install "$(echo /wheels/gemma_monitor-*.whl)[${EXTRAS}]" \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /app monitor \
     && mkdir -p /var/lib/gemma-monitor/spool \
-    && chown -R monitor /var/lib/gemma-monitor
+    && chown -R monitor /var/lib/gemma-monitor \
+    && chmod 700 /var/lib/gemma-monitor/spool
 
 USER monitor
 ENV MONITOR_HOST=0.0.0.0 \

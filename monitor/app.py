@@ -30,6 +30,7 @@ from monitor.proxy.guarding import GuardStep, build_guard
 from monitor.proxy.handler import GENERATION_ROUTES, ProxyHandler
 from monitor.record import RequestRecord
 from monitor.store.engine import make_engine
+from monitor.store.hash_key import text_hash_key
 from monitor.store.migrate import check_migrated, upgrade
 from monitor.store.recorder import Recorder
 from monitor.store.samples import write_quality_scores
@@ -104,7 +105,7 @@ def build_services(
     def submit(record: RequestRecord) -> None:
         metrics.observe(record)
         monitoring.observe(record)
-        recent.add(record.id)
+        recent.add(record.id, record.principal)
         recorder.submit(record)
 
     text_classifiers = TextClassifiers() if classifiers is None else None
@@ -113,7 +114,15 @@ def build_services(
     def guard() -> GuardStep | None:  # at start-up, and again on each policy reload
         return build_guard(settings.policies, factory, metrics.observe_classifier)
 
-    handler = ProxyHandler(settings, backend, admission, guard, submit, on_complete=quality.offer)
+    handler = ProxyHandler(
+        settings,
+        backend,
+        admission,
+        guard,
+        submit,
+        on_complete=quality.offer,
+        hash_key=text_hash_key(settings),
+    )
     metrics.track_inflight(lambda: handler.inflight)
     return Services(
         settings,

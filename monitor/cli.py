@@ -29,13 +29,14 @@ def _serve(settings: Settings) -> int:
     from monitor.app import create_app
     from monitor.guard.loader import PolicyError
     from monitor.store.migrate import NotMigratedError
+    from monitor.store.spool import SpoolLocked
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         app = create_app(settings)
-    except (NotMigratedError, PolicyError) as exc:
+    except (NotMigratedError, PolicyError, SpoolLocked) as exc:
         print(f"gemma-monitor: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _tune_runtime()
@@ -50,7 +51,10 @@ def _serve(settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
         backlog=4096,
-        proxy_headers=False,  # the client address is not used; the middleware costs per request
+        limit_concurrency=settings.max_client_connections,  # past it, 503 at once
+        # admission reads X-Forwarded-For itself, from `trusted_proxies` only; uvicorn's
+        # middleware would believe it from any loopback peer (and costs per request)
+        proxy_headers=False,
         server_header=False,
     )
     return 0

@@ -15,6 +15,7 @@ rate limits, alert rules, webhook receivers) are in `config_types`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -189,7 +190,7 @@ class Settings(BaseSettings):
         "of Ollama use Ollama's own /v1 endpoints.",
     )
     backend_name: str | None = Field(default=None, description="Label stored with each record.")
-    backend_api_key: str | None = Field(
+    backend_api_key: SecretStr | None = Field(
         default=None, description="Sent upstream as 'Authorization: Bearer ...' when set."
     )
     forward_client_authorization: bool = Field(
@@ -205,7 +206,22 @@ class Settings(BaseSettings):
 
     # admission
     max_body_bytes: int = Field(
-        default=10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 beyond). Every byte is parsed and "
+        "checked before the request is forwarded; raise it for large images.",
+    )
+    request_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a proxied request's body may take to arrive once its headers are "
+        "in; beyond, 408 and the connection is closed (a client sending it byte by byte).",
+    )
+    max_client_connections: int | None = Field(
+        default=1024,
+        ge=1,
+        description="Most client connections (or requests in flight) served at once; beyond, "
+        "new requests get 503 at once (uvicorn's limit_concurrency). null: no limit.",
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -214,8 +230,20 @@ class Settings(BaseSettings):
     )
     user_header: str | None = Field(
         default=None,
-        description="Header naming the end user (e.g. x-user-id): the principal when the "
-        "request carries no API key.",
+        description="Header naming the end user (e.g. x-user-id): the principal of a request "
+        "without API keys configured, taken only from a trusted proxy (`trusted_proxies`).",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of reverse proxies in front of the monitor "
+        "(comma-separated in MONITOR_TRUSTED_PROXIES). Only from these is X-Forwarded-For read "
+        "(the right-most address not in this list is the client's) and the user header honoured.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names accepted (comma-separated; '*' any, '*.example.com' a "
+        "domain's subdomains). Unset: any with API keys configured; without keys only "
+        "localhost, 127.0.0.1, ::1 and the bind address (against DNS rebinding).",
     )
     rate_limit: str = Field(
         default="100/hour",
@@ -263,8 +291,31 @@ class Settings(BaseSettings):
         default=Path("var/spool"),
         description="Where records wait while the database is unreachable.",
     )
+    spool_fsync: bool = Field(
+        default=True,
+        description="fsync each spool write (and the directory when a segment is created), so "
+        "spooled records survive a power cut, not only a crash.",
+    )
+    spool_max_bytes: int = Field(
+        default=1024**3,
+        ge=1024,
+        description="Most bytes the spool holds; past it records are dropped (counted in "
+        "gemma_monitor_recorder_records_dropped_spool_full_total) until the database returns.",
+    )
     recorder_queue_size: int = Field(
         default=20_000, ge=1, description="In-memory record queue bound."
+    )
+    recorder_queue_bytes: int = Field(
+        default=128 * 1024**2,
+        ge=1024,
+        description="In-memory record queue bound in bytes (estimated: content characters plus "
+        "1 KiB a record); past it records spill to the spool.",
+    )
+    hash_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 prompt and response hashes. Unset: a random key "
+        "made at first start and kept in spool_dir/hash.key. Give replicas the same key so "
+        "their hashes compare.",
     )
     recorder_batch_size: int = Field(
         default=1000, ge=1, description="Most rows per database write."
@@ -282,7 +333,7 @@ class Settings(BaseSettings):
     backend_metrics: BackendMetricsSettings = BackendMetricsSettings()
     quality: QualitySettings = QualitySettings()
     alerts: AlertSettings = AlertSettings()
-    webhook_url: str | None = Field(
+    webhook_url: SecretStr | None = Field(
         default=None, description="One generic alert receiver (more under alerts.webhooks)."
     )
     webhook_secret: SecretStr | None = Field(
@@ -303,6 +354,7 @@ class Settings(BaseSettings):
         "backend_api_key",
         "webhook_url",
         "webhook_secret",
+        "hash_key",
         mode="before",
     )
     @classmethod
@@ -310,7 +362,7 @@ class Settings(BaseSettings):
         # `MONITOR_X=` (as compose writes an unset ${VAR:-}) means "not set", not "empty"
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -322,6 +374,13 @@ class Settings(BaseSettings):
     def _check_limit(cls, value: str | None) -> str | None:
         if value is not None and value.strip().lower() not in RATE_LIMIT_OFF:
             RateLimit.parse(value)  # raises ValueError naming the string
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # raises ValueError naming the entry
         return value
 
     @field_validator("rate_limits")

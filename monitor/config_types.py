@@ -183,7 +183,8 @@ class WebhookReceiver(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique; shown in deliveries")
-    url: str = Field(description="http(s) URL the payload is POSTed to")
+    # A secret: receivers' URLs often carry their token (Slack, PagerDuty bridges).
+    url: SecretStr = Field(description="http(s) URL the payload is POSTed to")
     kind: WebhookKind = "generic"
     secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret")
     min_severity: Severity = Field(default="low", description="lower severities are not sent here")
@@ -192,8 +193,8 @@ class WebhookReceiver(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
+    def _http_url(cls, url: SecretStr) -> SecretStr:
+        parts = urlsplit(url.get_secret_value())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("a webhook URL is http:// or https:// with a host")
         return url

@@ -5,8 +5,14 @@
     │   │                       missing fields (in a body or a query parameter), a policy an
     │   │                       admin reload found invalid (the running one stays)
     │   ├── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
-    │   └── OutOfRange          422 VALIDATION_ERROR: a field of the right type with a value
-    │                           outside its range or choices (a score over 1, a window of 400d)
+    │   ├── BodyTimeout         408 VALIDATION_ERROR: the body took longer than
+    │   │                       `request_body_timeout_s` to arrive (the connection is closed)
+    │   ├── OutOfRange          422 VALIDATION_ERROR: a field of the right type with a value
+    │   │                       outside its range or choices (a score over 1, a window of 400d)
+    │   ├── UnsupportedMediaType 415 UNSUPPORTED_MEDIA_TYPE: a JSON route's body not declared
+    │   │                       `application/json` (what browsers send cross-origin unasked)
+    │   └── HostNotAllowed      421 HOST_NOT_ALLOWED: a `Host` outside `allowed_hosts` (DNS
+    │                           rebinding, or a client using a name the monitor does not serve)
     ├── ContentFiltered         400 CONTENT_FILTERED: the input guard blocked the request
     ├── ResponseFiltered        400 RESPONSE_FILTERED: the output guard blocked the response
     │                           (streams end with finish_reason content_filter instead)
@@ -62,8 +68,22 @@ class BodyTooLarge(RequestInvalid):
     status = 413
 
 
+class BodyTimeout(RequestInvalid):
+    status = 408
+
+
 class OutOfRange(RequestInvalid):
     status = 422
+
+
+class UnsupportedMediaType(RequestInvalid):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+
+
+class HostNotAllowed(RequestInvalid):
+    code = "HOST_NOT_ALLOWED"
+    status = 421
 
 
 class NotFound(ProxyError):

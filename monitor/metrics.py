@@ -92,11 +92,14 @@ class RecorderStats(Protocol):
     def queue_depth(self) -> int: ...
     @property
     def spool_bytes(self) -> int: ...
+    @property
+    def spool_max_bytes(self) -> int | None: ...
 
     records_written_total: int
     records_spooled_total: int
     records_rejected_total: int
     records_dropped_total: int
+    records_dropped_spool_full_total: int
     write_errors_total: int
 
 
@@ -116,6 +119,12 @@ class _RecorderCollector(Collector):
             "Bytes of records waiting in the spool for the database.",
             value=s.spool_bytes,
         )
+        if s.spool_max_bytes is not None:
+            yield GaugeMetricFamily(
+                "gemma_monitor_recorder_spool_max_bytes",
+                "The spool's cap (spool_max_bytes): past it records are dropped.",
+                value=s.spool_max_bytes,
+            )
         yield CounterMetricFamily(
             "gemma_monitor_recorder_records_written",
             "Records written to the database.",
@@ -140,6 +149,11 @@ class _RecorderCollector(Collector):
             "gemma_monitor_recorder_records_dropped",
             "Records lost: neither the database nor the spool could take them.",
             value=s.records_dropped_total,
+        )
+        yield CounterMetricFamily(
+            "gemma_monitor_recorder_records_dropped_spool_full",
+            "Of the records lost, those refused because the spool was at spool_max_bytes.",
+            value=s.records_dropped_spool_full_total,
         )
 
 

@@ -62,7 +62,8 @@ def prepare(
         EVENT_HEADER: notification.kind,
         DELIVERY_HEADER: notification.key,
     }
-    return OutgoingWebhook(receiver.name, receiver.url, encode(payload), headers, notification.key)
+    url = receiver.url.get_secret_value()
+    return OutgoingWebhook(receiver.name, url, encode(payload), headers, notification.key)
 
 
 def signed(outgoing: OutgoingWebhook, secret: str | None, now: float) -> OutgoingWebhook:

@@ -109,7 +109,9 @@ async def _on_proxy_error(request: Request, exc: Exception) -> Response:
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(request.scope, from_http_exception(request.method, request.url.path, exc))
+    return error_response(
+        request.scope, from_http_exception(request.method, request.scope["path"], exc)
+    )
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:

@@ -12,11 +12,16 @@ score of 1.0 as the worst rating.
 
 Errors are raised here and rendered by `monitor.api.errors` as OpenAI error objects with the
 request id, like the proxy's: 400 VALIDATION_ERROR for a body that is not a JSON object or has
-a field of the wrong type or missing, 413 for a body over `MAX_BODY_BYTES`, 422 for values out
-of range, 401 when API keys are configured and none (or a wrong one) is given, 404 for a
-request id that is neither stored nor just finished (a record may still wait in the recorder's
-queue: `RecentRequests` remembers the last ids the proxy finished), 503 when the database
-cannot take the score.
+a field of the wrong type or missing, 413 for a body over `MAX_BODY_BYTES`, 415 for a body
+not declared `application/json`, 422 for values out of range, 401 when API keys are configured
+and none (or a wrong one) is given, 429 over the principal's rate limit (feedback counts
+against the same window as generation), 404 for a request id that is neither stored nor just
+finished (a record may still wait in the recorder's queue: `RecentRequests` remembers the last
+ids the proxy finished and their principals), 503 when the database cannot take the score.
+
+Only the principal that made a request may rate it. Someone else gets the same 404 as for an
+unknown id, not a 403: a 403 would tell a guesser that the id exists, and ids are the only
+thing standing between one user's requests and another's feedback.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,35 +48,45 @@ MAX_COMMENT_CHARS = 4000
 MAX_ID_CHARS = 64  # the column's width
 
 
+@dataclass(frozen=True, slots=True)
+class Made:
+    """Who made a request: its principal (None when it had none)."""
+
+    principal: str | None
+
+
 class RecentRequests:
-    """The ids of the last `size` requests the proxy finished, whatever their outcome: their
-    records may not be in the database yet. Bounded; O(1) to add and to ask."""
+    """The ids (and principals) of the last `size` requests the proxy finished, whatever their
+    outcome: their records may not be in the database yet. Bounded; O(1) to add and to ask."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._order: deque[str] = deque()
-        self._ids: set[str] = set()
+        self._made: dict[str, Made] = {}
         self._size = size
 
-    def add(self, request_id: str) -> None:
-        if request_id in self._ids:
+    def add(self, request_id: str, principal: str | None = None) -> None:
+        if request_id in self._made:
             return
         self._order.append(request_id)
-        self._ids.add(request_id)
+        self._made[request_id] = Made(principal)
         if len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
+            self._made.pop(self._order.popleft(), None)
+
+    def get(self, request_id: str) -> Made | None:
+        return self._made.get(request_id)
 
     def __contains__(self, request_id: object) -> bool:
-        return request_id in self._ids
+        return request_id in self._made
 
 
-Exists = Callable[[str], bool]  # blocking store look-up, called in a thread
+Lookup = Callable[[str], Made | None]  # blocking store look-up, called in a thread
 Write = Callable[[Sequence[QualityScore]], object]  # blocking, called in a thread
 
 
 def feedback_router(
     admission: Admission,
     recent: RecentRequests,
-    exists: Exists,
+    lookup: Lookup,
     write: Write,
     *,
     store_comments: bool = False,
@@ -80,10 +96,13 @@ def feedback_router(
 
     @router.post("/v1/feedback")
     async def feedback(request: Request) -> Response:
-        admission.principal(request.scope)
+        principal, _ = await admission.admit(request.scope, json_body=True)
         payload = protocols.parse_json_object(await _read_body(request))
         score = _parse(payload, store_comments)
-        if score.request_id not in recent and not await asyncio.to_thread(exists, score.request_id):
+        made = recent.get(score.request_id)
+        if made is None:
+            made = await asyncio.to_thread(lookup, score.request_id)
+        if made is None or made.principal != principal:
             raise NotFound(f"no request with id {score.request_id!r}", param="request_id")
         try:
             await asyncio.to_thread(write, [score])

@@ -100,6 +100,20 @@ class ValidationCheck(_Check):
         description="Roles a message may have.",
         min_length=1,
     )
+    max_parts: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="At most this many content parts over all messages (a string content is "
+        "one part, a list content one per item). Counted before any part is read, so a "
+        "request of thousands of tiny parts costs nothing to refuse. No cap when omitted.",
+    )
+    max_total_chars: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many characters of text over all messages, whatever their "
+        "role: what every later check has to read. No cap when omitted.",
+    )
     action: Literal["block", "flag"] = Field(
         default="block", description="`block` answers VALIDATION_ERROR; `flag` only records it."
     )

@@ -48,7 +48,11 @@ class Guard:
             if isinstance(step, ValidationCheck):
                 action = Action(step.action)
                 problems = validate_messages(
-                    messages, max_messages=step.max_messages, allowed_roles=step.allowed_roles
+                    messages,
+                    max_messages=step.max_messages,
+                    allowed_roles=step.allowed_roles,
+                    max_parts=step.max_parts,
+                    max_total_chars=step.max_total_chars,
                 )
                 findings += [
                     Finding(p.rule, "validation", action, step.key, p.path, detail=p.detail)
@@ -79,8 +83,12 @@ class Guard:
             skipped=tuple(skipped),
         )
 
-    def check_output(self, text: str) -> Verdict:
-        """Check a response's text (the whole of it, or all that was streamed so far)."""
+    def check_output(self, text: str, *, rewrite: bool = True) -> Verdict:
+        """Check a response's text (the whole of it, or a window of a stream).
+
+        With `rewrite` False every check reads `text` as it is rather than as earlier checks
+        redacted it: what a stream's client gets (it is never rewritten), and every span is in
+        `text`'s offsets, which the windows of an incremental check rely on."""
         started = time.perf_counter_ns()
         findings: list[Finding] = []
         skipped: list[str] = []
@@ -89,7 +97,9 @@ class Guard:
         for step in self._output:
             if isinstance(step, str):
                 skipped.append(step)
-            elif isinstance(step, TextRule) and self._apply(step, texts, current, findings):
+            elif isinstance(step, TextRule) and self._apply(
+                step, texts, current, findings, rewrite
+            ):
                 break
         action = strongest(f.action for f in findings)
         return Verdict(
@@ -105,7 +115,11 @@ class Guard:
 
     @staticmethod
     def _apply(
-        rule: TextRule, texts: list[Segment], current: list[str], findings: list[Finding]
+        rule: TextRule,
+        texts: list[Segment],
+        current: list[str],
+        findings: list[Finding],
+        rewrite: bool = True,
     ) -> bool:
         """Run one rule over every text it reads; True when its findings block."""
         blocked = False
@@ -133,7 +147,7 @@ class Guard:
                         hit.detail,
                     )
                 )
-            if redacting:
+            if redacting and rewrite:
                 current[index] = rule.rewrite(current[index], hits)
         if rule.max_total_chars is not None:
             total = sum(len(current[i]) for i, s in enumerate(texts) if _reads(rule, s))

@@ -14,8 +14,9 @@ What a model judges (ShieldGemma's template takes a user prompt, and a response 
   when omitted, so an operator's system prompt is not judged as the user's), joined by blank
   lines: the whole conversation the client sent, not only its last turn, since a client can
   write any history it likes.
-- output: the response (the text so far, for incremental streams), with the last user message
-  of the forwarded request as its prompt.
+- output: the response (for incremental streams, the window of it each check reads: see
+  `monitor.guard.incremental`), with the last user message of the forwarded request as its
+  prompt.
 
 Scores become findings: rule `shieldgemma.<harm>`, category the harm, score P(Yes); the
 check's action when the score reaches that harm's threshold, `allow` otherwise (a near miss,
@@ -177,9 +178,10 @@ class ModelGuard:
         """Whether the output stage asks a model (and so needs the request's prompt)."""
         return bool(self._output)
 
-    async def check_input(self, messages: Any) -> Verdict:
-        """The rules, then the model checks, over a request's messages."""
-        verdict = self.rules.check_input(messages)
+    async def check_input(self, messages: Any, rules: Verdict | None = None) -> Verdict:
+        """The rules, then the model checks, over a request's messages. `rules`: the rules'
+        verdict when the caller ran them already (off the event loop, for a large request)."""
+        verdict = self.rules.check_input(messages) if rules is None else rules
         if verdict.blocked or not self._input:
             return verdict.without_skipped(self._input_keys)
         judged = messages if verdict.redacted_messages is None else verdict.redacted_messages
@@ -191,10 +193,11 @@ class ModelGuard:
                 runs.append((check, check.run(prompt, None, "messages", self.observe)))
         return await self._merge(verdict, runs, self._input_keys)
 
-    async def check_output(self, text: str, prompt: str) -> Verdict:
-        """The rules, then the model checks, over a response (or the part of it streamed so
-        far); `prompt` is what it answers (see `response_prompt`)."""
-        verdict = self.rules.check_output(text)
+    async def check_output(self, text: str, prompt: str, rules: Verdict | None = None) -> Verdict:
+        """The rules, then the model checks, over a response (or the window of it an
+        incremental check reads); `prompt` is what it answers (see `response_prompt`), `rules`
+        the rules' verdict when the caller ran them already."""
+        verdict = self.rules.check_output(text) if rules is None else rules
         if verdict.blocked or not self._output or not text.strip():
             return verdict.without_skipped(self._output_keys)
         judged = verdict.redacted_text if verdict.redacted_text is not None else text

@@ -1,5 +1,10 @@
-"""One client exchange over raw ASGI: reading the body within a limit, answering, and noticing
-a client that goes away.
+"""One client exchange over raw ASGI: reading the body within a size and a time limit,
+answering, and noticing a client that goes away.
+
+The time limit is for the body only: a client can open a request and then send its body a
+byte a minute, holding a connection (and a slot of the server's concurrency limit) for as long
+as it likes. Past `timeout_s` it gets 408 and the connection is closed. Headers sent slowly are
+the server's to bound (uvicorn's `limit_concurrency`, set from `max_client_connections`).
 
 Pure ASGI rather than a framework response class: the relay sends upstream chunks as they come,
 and the disconnect watcher needs `receive` to itself once the body is read.
@@ -11,7 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from monitor.errors import BodyTooLarge, RequestInvalid
+from monitor.errors import BodyTimeout, BodyTooLarge, RequestInvalid
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,6 +39,7 @@ class Exchange:
     """The client's side of one request."""
 
     __slots__ = (
+        "_body_late",
         "_watcher",
         "disconnected",
         "extra_headers",
@@ -57,8 +63,32 @@ class Exchange:
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. rate-limit headers
         self._watcher: asyncio.Task[None] | None = None
+        self._body_late = False
 
-    async def read_body(self, limit: int) -> bytes:
+    async def read_body(self, limit: int, timeout_s: float) -> bytes:
+        """The whole body: `BodyTooLarge` past `limit` bytes, `BodyTimeout` past `timeout_s`.
+
+        A bare timer that cancels this task, as `asyncio.timeout` does, at half its cost: this
+        runs for every request (measured on uvloop: 2.4 µs added, against 4.9 µs)."""
+        task = asyncio.current_task()
+        assert task is not None
+        timer = asyncio.get_running_loop().call_later(timeout_s, self._body_timed_out, task)
+        try:
+            return await self._read_body(limit)
+        except asyncio.CancelledError:
+            if not self._body_late or task.uncancel() > 0:
+                raise  # cancelled from elsewhere too
+            error = BodyTimeout(f"the request body did not arrive within {timeout_s:g}s")
+            error.headers.append((b"connection", b"close"))
+            raise error from None
+        finally:
+            timer.cancel()
+
+    def _body_timed_out(self, task: asyncio.Task[Any]) -> None:
+        self._body_late = True
+        task.cancel()
+
+    async def _read_body(self, limit: int) -> bytes:
         length = header(self.scope, b"content-length")
         if length is not None:
             try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,14 +22,15 @@ from monitor.guard.classifier import ClassifierError
 from monitor.guard.loader import PolicyError
 from monitor.guard.verdict import Action, Verdict
 from monitor.proxy import protocols
-from monitor.proxy.admission import Admission
+from monitor.proxy.admission import NOT_RECORDED, Admission
+from monitor.proxy.budget import budget_for_output, cap_max_tokens, spent_tokens
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
 from monitor.proxy.guarding import GuardStep
 from monitor.proxy.headers import request_headers, response_headers
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
-from monitor.record import RequestRecord, utcnow
+from monitor.record import RequestRecord, TextHasher, utcnow
 from monitor.upstream.backend import BackendClient, iter_body
 from monitor.upstream.client import UpstreamError, UpstreamResponse
 
@@ -40,10 +41,6 @@ GENERATION_ROUTES = frozenset(
 )
 _JSON = [(b"content-type", b"application/json")]
 _ERROR_EXCERPT = 2000
-
-
-def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ProxyHandler:
@@ -57,8 +54,12 @@ class ProxyHandler:
         build_guard: Callable[[], GuardStep | None],
         submit: Callable[[RequestRecord], None],
         on_complete: Callable[[RequestRecord, str, str], object] | None = None,
+        hash_key: bytes | None = None,
     ) -> None:
         self.settings = settings
+        # the key of the stored prompt and response hashes (`monitor.store.hash_key`);
+        # without one, a key for this process only
+        self.hash_text = TextHasher(hash_key if hash_key is not None else secrets.token_bytes(32))
         self.backend = backend
         self.admission = admission
         self.build_guard = build_guard
@@ -162,7 +163,8 @@ class ProxyHandler:
                 guard.users -= 1
                 if guard.retired and guard.users == 0:
                     self._close_later(guard)
-            self.submit(record)
+            if record.error_code not in NOT_RECORDED:  # admission counted those: not stored
+                self.submit(record)
 
     async def _handle(
         self,
@@ -173,28 +175,31 @@ class ProxyHandler:
         protocol: str,
         guard: GuardStep | None,
     ) -> None:
-        record.principal, decision = await self.admission.admit(exchange.scope)
+        record.principal, decision = await self.admission.admit(exchange.scope, json_body=True)
         if decision is not None:
             exchange.extra_headers = rate_limit_headers(decision)
-        body = await exchange.read_body(self.settings.max_body_bytes)
+        body = await exchange.read_body(
+            self.settings.max_body_bytes, self.settings.request_body_timeout_s
+        )
         payload = protocols.parse_json_object(body)
         info = protocols.inspect_request(route, payload)
         record.model, record.stream = info.model, info.stream
         record.input_chars, record.input_messages = info.input_chars, info.input_messages
-        record.prompt_hash = sha256_hex(info.prompt_text)
+        output_budget = budget_for_output(decision, info.input_chars)
+        # one request cannot ask for more than the budget has left
+        capped = output_budget is not None and cap_max_tokens(route, payload, output_budget)
         redacted = None
         if guard is not None:
-            verdict, redacted = await guard.check_request(route, payload)
+            verdict, redacted = await guard.check_request(route, payload, len(body))
             _note(record, verdict)
-            if verdict.blocked:
-                raise guard.input_refusal(verdict)
+        # hashed (keyed) and stored: what is forwarded, after redaction, never the raw
+        # personal data
+        sent = info if redacted is None else protocols.inspect_request(route, redacted)
+        record.prompt_hash = self.hash_text(sent.prompt_text)
+        if guard is not None and verdict.blocked:
+            raise guard.input_refusal(verdict)
         if self.settings.content_storage == "full":
-            # what was forwarded: after redaction, never the raw personal data
-            record.prompt_text = (
-                info.prompt_text
-                if redacted is None
-                else protocols.inspect_request(route, redacted).prompt_text
-            )
+            record.prompt_text = sent.prompt_text
         forwarded = payload if redacted is None else redacted
         prompt = guard.response_prompt(route, forwarded) if guard is not None else ""
 
@@ -202,7 +207,7 @@ class ProxyHandler:
         if relay.upstream_payload is not None:
             upstream_body = orjson.dumps(relay.upstream_payload)
         else:
-            upstream_body = body if redacted is None else orjson.dumps(redacted)
+            upstream_body = body if redacted is None and not capped else orjson.dumps(forwarded)
         headers = request_headers(exchange.scope["headers"], self.settings)
         exchange.watch_disconnect()
         upstream = await self.backend.send("POST", relay.upstream_path, upstream_body, headers)
@@ -220,12 +225,11 @@ class ProxyHandler:
                 upstream.close()  # unread or aborted: the upstream request must end now
             # what was measured counts, also for streams cut short by either side
             self._finish_record(record, relay, timer)
+            if upstream.status < 400:  # accepted: charged however it ended (abort, block, cut)
+                spent = spent_tokens(record, info.input_chars)
+                await self.admission.charge(record.principal, spent)
         if self.on_complete is not None and record.outcome == "ok" and relay.text:
-            sent = info if redacted is None else protocols.inspect_request(route, redacted)
             self.on_complete(record, sent.prompt_text, relay.text)
-        await self.admission.charge(
-            record.principal, (record.prompt_tokens or 0) + (record.completion_tokens or 0)
-        )
 
     async def _relay_whole(
         self,
@@ -269,17 +273,21 @@ class ProxyHandler:
         """
         guard = step if step is not None and step.output_enabled else None
         held: list[bytes] | None = [] if guard is not None and not guard.incremental else None
-        next_check = guard.every_chars if guard is not None else 0
+        # incremental: a running buffer checked window by window (linear in the reply)
+        watch = guard.stream_check(prompt) if guard is not None and held is None else None
         await exchange.start(200, relay.response_headers(response_headers(upstream)))
 
         async def emit(out: bytes, ending: bool) -> bool:
             """Pass `out` on (or hold it); True once the client's response has ended."""
-            nonlocal next_check
             if guard is not None:
-                text = relay.text
-                if ending or (held is None and len(text) >= next_check):
-                    verdict = await guard.check_response(text, prompt)
-                    next_check = len(text) + guard.every_chars
+                verdict = None
+                if watch is not None:
+                    watch.take(relay.pieces)
+                    if ending or watch.due:
+                        verdict = await watch.check()
+                elif ending:
+                    verdict = await guard.check_response(relay.text, prompt)
+                if verdict is not None:
                     _note(record, verdict, keep=ending or verdict.blocked)
                     if verdict.blocked:
                         relay.failed = guard.refusal(verdict)
@@ -368,7 +376,7 @@ class ProxyHandler:
         record.tokens_per_s = timer.tokens_per_s(completion, relay.stream)
         if relay.failed is not None:
             record.outcome, record.error_code = relay.failed.outcome, relay.failed.code
-        record.response_hash = sha256_hex(relay.text)
+        record.response_hash = self.hash_text(relay.text)
         if self.settings.content_storage == "full":
             record.response_text = relay.text
 

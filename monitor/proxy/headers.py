@@ -1,30 +1,36 @@
-"""Which headers cross the proxy: the client's going upstream, and the backend's coming back."""
+"""Which headers cross the proxy: the client's going upstream, and the backend's coming back.
+
+Upstream, an allowlist: the backend gets only what an OpenAI or Ollama server can use, never
+what identifies or authenticates the client to the proxy (`X-API-Key`, `Cookie`, `Proxy-*`,
+the client's `Authorization`, forwarded only when `forward_client_authorization` is on and no
+`backend_api_key` replaces it). A new client header is dropped until it is named here:
+
+    accept                                  the client's preferred reply type
+    user-agent                              the SDK and version, for the backend's logs
+    traceparent, tracestate                 W3C trace context, to follow one request through
+    openai-organization, openai-project     OpenAI SDK routing headers (hosted backends)
+
+The proxy sets `Content-Type` (it sends JSON it has read), `Accept-Encoding: identity` (the
+relay reads the events it passes on), the backend's `Authorization` when a key is configured,
+and the pool sets `Host` and `Content-Length`. One frozenset lookup per client header.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from monitor.config import Settings
+from monitor.upstream.backend import backend_authorization
 from monitor.upstream.client import UpstreamResponse
 
-# Hop-by-hop headers (RFC 9110 §7.6.1) and headers the proxy sets itself.
-_NOT_FORWARDED = frozenset(
+FORWARDED = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "authorization",
-        "x-request-id",
-        "expect",
+        b"accept",
+        b"user-agent",
+        b"traceparent",
+        b"tracestate",
+        b"openai-organization",
+        b"openai-project",
     }
 )
 _NOT_RETURNED = frozenset(
@@ -47,21 +53,17 @@ _NOT_RETURNED = frozenset(
 def request_headers(
     client_headers: Iterable[tuple[bytes, bytes]], settings: Settings
 ) -> list[tuple[str, str]]:
-    """Headers sent upstream: the client's, minus hop-by-hop ones and (unless configured) its
-    Authorization; plus the backend key when one is configured."""
+    """Headers sent upstream: the client's allowed ones (and its Authorization, when configured
+    and no backend key replaces it); plus the backend key when one is configured."""
     out: list[tuple[str, str]] = []
+    authorization = backend_authorization(settings)
+    forward_authorization = settings.forward_client_authorization and authorization is None
     for raw_name, raw_value in client_headers:
-        name = raw_name.decode("latin-1").lower()
-        if name == "content-type":
-            continue
-        if name not in _NOT_FORWARDED or (
-            name == "authorization"
-            and settings.forward_client_authorization
-            and not settings.backend_api_key
-        ):
-            out.append((name, raw_value.decode("latin-1")))
-    if settings.backend_api_key:
-        out.append(("authorization", f"Bearer {settings.backend_api_key}"))
+        name = raw_name.lower()  # ASGI servers send them lowercased: a copy, no work
+        if name in FORWARDED or (forward_authorization and name == b"authorization"):
+            out.append((name.decode("latin-1"), raw_value.decode("latin-1")))
+    if authorization is not None:
+        out.append(authorization)
     out.append(("content-type", "application/json"))
     out.append(("accept-encoding", "identity"))  # the relay reads the events it passes on
     return out

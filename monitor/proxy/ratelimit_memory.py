@@ -2,9 +2,13 @@
 
 Atomic without a lock: each call runs to completion without awaiting, on one event loop.
 Memory stays bounded: a principal whose logs have emptied is idle and evicted (checked from
-the least recently used end on every call, a few at a time), and past `max_principals` the
-least recently used principal is evicted even if active (counted in `evicted_active`: it
-starts again with an empty window, which is lenient, never wrong in the strict direction).
+the least recently used end on every call, a few at a time). An active principal is never
+evicted: evicting it would empty its window, so a client cycling through fresh principals
+could reset everyone else's limits (and its own). When the table holds `max_principals` active
+ones, a principal not in it shares one *overflow* window with every other newcomer (counted in
+`overflowed`) until idle ones leave. Refusing newcomers outright was the alternative: it would
+shut out every new client during a flood; the shared window lets them in at one principal's
+rate, which is all a flood of fresh principals gets together.
 """
 
 from __future__ import annotations
@@ -76,10 +80,13 @@ class MemoryLimiter:
     """Sliding-log limits for one process. See `monitor.proxy.ratelimit` for the semantics."""
 
     def __init__(self, *, max_principals: int = 100_000) -> None:
+        if max_principals < 1:
+            raise ValueError(f"max_principals must be at least 1, not {max_principals}")
         self.max_principals = max_principals
         self._principals: OrderedDict[str, _Principal] = OrderedDict()
+        self._overflow = _Principal()  # the newcomers' shared window while the table is full
         self.evicted_idle = 0
-        self.evicted_active = 0
+        self.overflowed = 0  # calls answered from the overflow window
 
     def __len__(self) -> int:
         return len(self._principals)
@@ -98,6 +105,8 @@ class MemoryLimiter:
         now_us = _now_us(now)
         self._sweep(now_us)
         state = self._principals.get(principal)
+        if state is None and len(self._principals) >= self.max_principals:
+            state = self._full(now_us)
         requests_used = tokens_used = 0
         if state is not None:
             state.requests.trim(now_us, limit.window_us)
@@ -109,10 +118,11 @@ class MemoryLimiter:
             budget is None or tokens_used < budget.amount
         )
         if allowed:
-            state = state or self._add(principal, now_us)
+            state = state or self._add(principal)
             state.requests.add(now_us, cost)
             state.touch(now_us, limit.window_us)
-            self._principals.move_to_end(principal)
+            if state is not self._overflow:
+                self._principals.move_to_end(principal)
         log = state.requests if state is not None else _Log()
         excess = 0 if allowed else requests_used + cost - limit.amount
         requests = log.window(excess, limit.window_us)
@@ -130,11 +140,15 @@ class MemoryLimiter:
             return
         now_us = _now_us(now)
         self._sweep(now_us)
-        state = self._principals.get(principal) or self._add(principal, now_us)
+        state = self._principals.get(principal)
+        if state is None and len(self._principals) >= self.max_principals:
+            state = self._full(now_us)
+        state = state or self._add(principal)
         state.tokens.trim(now_us, budget.window_us)
         state.tokens.add(now_us, tokens)
         state.touch(now_us, budget.window_us)
-        self._principals.move_to_end(principal)
+        if state is not self._overflow:
+            self._principals.move_to_end(principal)
 
     async def usage(
         self,
@@ -173,15 +187,21 @@ class MemoryLimiter:
         self.evicted_idle += len(idle)
         return len(idle)
 
-    def _add(self, principal: str, now_us: int) -> _Principal:
-        while len(self._principals) >= self.max_principals:
-            _, state = self._principals.popitem(last=False)
-            if state.idle_at_us > now_us:
-                self.evicted_active += 1
-            else:
-                self.evicted_idle += 1
+    def _add(self, principal: str) -> _Principal:
         state = self._principals[principal] = _Principal()
         return state
+
+    def _full(self, now_us: int) -> _Principal | None:
+        """With the table full: room for a newcomer (None) if an idle principal can leave,
+        else the overflow window. Only the least recently used end is looked at (O(1)): with
+        one window length it is the first to go idle."""
+        principal, state = next(iter(self._principals.items()))
+        if state.idle_at_us <= now_us:
+            del self._principals[principal]
+            self.evicted_idle += 1
+            return None
+        self.overflowed += 1
+        return self._overflow
 
     def _sweep(self, now_us: int) -> None:
         principals = self._principals

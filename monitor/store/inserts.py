@@ -15,7 +15,8 @@ else (connection refused or dropped, timeouts, a missing table, locks) is an *ou
 are kept and retried later.
 
 Also here: turning records into rows fast, rows read back from the spool into full rows, and a
-record's verdicts into `guard_verdicts` rows.
+record's verdicts into `guard_verdicts` rows. Both kinds of row are made storable on the way
+(`monitor.store.storable`): a client's odd values are cleaned, never a reason to refuse a row.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from monitor.record import RequestRecord
 from monitor.store.models import guard_verdicts_table, requests_table
+from monitor.store.storable import make_storable
 
 Row = dict[str, Any]
 
@@ -177,8 +179,9 @@ _get_fields: Final = operator.attrgetter(*_FIELDS)
 
 
 def record_row(record: RequestRecord) -> Row:
-    """`record.to_row()`, without looking the fields up again for every record (hot path)."""
-    return dict(zip(_FIELDS, _get_fields(record), strict=True))
+    """`record.to_row()`, made storable, without looking the fields up again for every record
+    (hot path)."""
+    return make_storable(dict(zip(_FIELDS, _get_fields(record), strict=True)))
 
 
 def verdict_rows(rows: list[Row], inserted: set[str]) -> list[Row]:
@@ -239,7 +242,7 @@ def normalize_rows(rows: list[Row]) -> tuple[list[Row], list[tuple[Row, str]]]:
     bad: list[tuple[Row, str]] = []
     for row in rows:
         try:
-            good.append(RequestRecord.from_row(row).to_row())
+            good.append(make_storable(RequestRecord.from_row(row).to_row()))
         except TypeError as exc:
             bad.append((row, f"not a request record: {exc}"))
     return good, bad

@@ -7,10 +7,17 @@
 
 `submit` never blocks and never raises. One background task (`start`/`stop`) collects up to
 `batch_size` records, waiting at most `flush_interval_s` after the first, and hands the batch to
-`write_batch` in a worker thread. When the database is unreachable the batch goes to the spool,
-and while the spool holds anything new batches follow it there, so replay keeps their order;
-the spool is replayed every `retry_interval_s` until it is empty, then direct writes resume.
-Writes are idempotent (see `monitor.store.inserts`), so a record is stored exactly once.
+`write_batch` in the recorder's own thread: not asyncio's default executor, which health pings,
+feedback and other work share, so none of them can hold records back. When the database is
+unreachable the batch goes to the spool, and while the spool holds anything new batches follow
+it there, so replay keeps their order; the spool is replayed every `retry_interval_s` until it
+is empty, then direct writes resume. Writes are idempotent (see `monitor.store.inserts`), so a
+record is stored exactly once.
+
+The queue is bounded twice: `queue_size` records and `queue_bytes` (estimated from the content
+fields, which dominate: with `content_storage=full` one record can be megabytes). Past either
+bound a record spills to the spool. A spool at its `max_bytes` (or a disk that refuses writes)
+drops records: counted, and said in one log line when it starts and one when it ends.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from sqlalchemy.engine import Engine
@@ -35,11 +43,23 @@ from monitor.store.inserts import (
     normalize_rows,
     record_row,
 )
-from monitor.store.spool import Spool
+from monitor.store.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
 
 _STOP: Final = object()  # queued by `stop()`: everything before it is written, then the loop ends
+# What a record without content takes in memory, roughly (tracemalloc: ~0.8 KB with no verdicts).
+RECORD_OVERHEAD_BYTES: Final = 1024
+
+
+def estimated_size(record: RequestRecord) -> int:
+    """A record's size in memory, cheaply: a fixed overhead plus its content's characters."""
+    size = RECORD_OVERHEAD_BYTES
+    if record.prompt_text is not None:
+        size += len(record.prompt_text)
+    if record.response_text is not None:
+        size += len(record.response_text)
+    return size
 
 
 class Recorder:
@@ -51,6 +71,7 @@ class Recorder:
         spool: Spool,
         *,
         queue_size: int = 20_000,
+        queue_bytes: int = 128 * 1024 * 1024,
         batch_size: int = 1000,
         flush_interval_s: float = 0.25,
         retry_interval_s: float = 2.0,
@@ -63,7 +84,10 @@ class Recorder:
         self.retry_interval_s = retry_interval_s
         self._clock = clock
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
+        self.queue_bytes = queue_bytes
+        self._queued_bytes = 0  # estimated_size() of what the queue holds
         self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._stopping = False
         self._submitted = 0  # records queued so far
         self._processed = 0  # of those, records written or spooled
@@ -78,6 +102,8 @@ class Recorder:
         self.records_spooled_total = 0
         self.records_rejected_total = 0
         self.records_dropped_total = 0
+        self.records_dropped_spool_full_total = 0  # of the dropped, refused at the spool's cap
+        self._spool_refusing = False  # dropping records now: said once, until it stops
         self.write_errors_total = 0
         self.last_error: str | None = None
 
@@ -85,8 +111,11 @@ class Recorder:
     def from_settings(cls, engine: Engine, settings: Settings) -> Recorder:
         return cls(
             engine,
-            Spool(settings.spool_dir),
+            Spool(
+                settings.spool_dir, fsync=settings.spool_fsync, max_bytes=settings.spool_max_bytes
+            ),
             queue_size=settings.recorder_queue_size,
+            queue_bytes=settings.recorder_queue_bytes,
             batch_size=settings.recorder_batch_size,
             flush_interval_s=settings.recorder_flush_interval_s,
             retry_interval_s=settings.recorder_retry_interval_s,
@@ -99,6 +128,10 @@ class Recorder:
     @property
     def spool_bytes(self) -> int:
         return self.spool.pending_bytes
+
+    @property
+    def spool_max_bytes(self) -> int | None:
+        return self.spool.max_bytes
 
     @property
     def spool_records(self) -> int:
@@ -115,13 +148,18 @@ class Recorder:
         """Hand a record over. Never blocks, never raises: a full queue spills to the spool."""
         try:
             if not self._stopping:
-                try:
-                    self._queue.put_nowait(record)
-                    self._submitted += 1
-                    return
-                except asyncio.QueueFull:
-                    pass
-            self._spill([record.to_row()])
+                size = estimated_size(record)
+                # an empty queue takes even a record past the bound: one is always let through
+                if self._queued_bytes + size <= self.queue_bytes or self._queue.empty():
+                    try:
+                        self._queue.put_nowait(record)
+                        self._submitted += 1
+                        self._queued_bytes += size
+                        return
+                    except asyncio.QueueFull:
+                        pass
+            # on the event loop: not waiting for the disk (the recorder's thread syncs it)
+            self._spill([record_row(record)], sync=False)
         except Exception:  # the request must not fail because its record could not be kept
             with self._count_lock:
                 self.records_dropped_total += 1
@@ -133,6 +171,7 @@ class Recorder:
         if self._task is not None:
             raise RuntimeError("recorder already started")
         self._stopping = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-recorder")
         self._task = asyncio.create_task(self._run(), name="monitor-recorder")
 
     async def stop(self) -> None:
@@ -149,6 +188,9 @@ class Recorder:
             self._task = None
             self._drain_to_spool()  # only left over if the task died
             self.spool.close()
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)  # idle: every write was awaited
+                self._executor = None
 
     async def flush(self) -> None:
         """Return once every record submitted so far is written or spooled."""
@@ -166,13 +208,15 @@ class Recorder:
     # -- the loop ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             if self.spool:  # left by an earlier run: replay it now, not after the first batch
-                await asyncio.to_thread(self._write_records, [])
+                await loop.run_in_executor(self._executor, self._write_records, [])
             while True:
                 batch, stop = await self._collect()
+                self._queued_bytes -= sum(map(estimated_size, batch))
                 if batch or self.spool:
-                    await asyncio.to_thread(self._write_records, batch)
+                    await loop.run_in_executor(self._executor, self._write_records, batch)
                 self._processed += len(batch)
                 self._progress.set()
                 if stop:
@@ -210,7 +254,7 @@ class Recorder:
             batch.append(item)
         return batch, False
 
-    # -- one step, run in a worker thread --------------------------------------------------------
+    # -- one step, run in the recorder's thread --------------------------------------------------
 
     def write_batch(self, rows: list[Row]) -> None:
         """Store rows: directly when the database is up and the spool empty, else to the spool."""
@@ -283,20 +327,31 @@ class Recorder:
                 self.spool.directory,
             )
 
-    def _spill(self, rows: list[Row]) -> None:
+    def _spill(self, rows: list[Row], *, sync: bool = True) -> None:
+        """Rows to the spool; when it refuses them (full, or the disk), count them lost and
+        say so once per episode, not once per record."""
         if not rows:
             return
         try:
-            self.spool.append(rows)
-        except OSError:
+            self.spool.append(rows, sync=sync)
+        except OSError as exc:
             with self._count_lock:
                 self.records_dropped_total += len(rows)
-            logger.exception(
-                "recorder: spool %s refused %d record(s)", self.spool.directory, len(rows)
-            )
+                if isinstance(exc, SpoolFull):
+                    self.records_dropped_spool_full_total += len(rows)
+                first, self._spool_refusing = not self._spool_refusing, True
+            if first:
+                logger.error(
+                    "recorder: %s; dropping records (counted in "
+                    "gemma_monitor_recorder_records_dropped_total) until it takes them again",
+                    exc if isinstance(exc, SpoolFull) else f"spool {self.spool.directory}: {exc}",
+                )
             return
         with self._count_lock:
             self.records_spooled_total += len(rows)
+            recovered, self._spool_refusing = self._spool_refusing, False
+        if recovered:
+            logger.warning("recorder: spool %s takes records again", self.spool.directory)
 
     def _reject(self, rejected: list[tuple[Row, str]]) -> None:
         for row, reason in rejected:
@@ -312,7 +367,8 @@ class Recorder:
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not _STOP:
-                rows.append(item.to_row())
+                rows.append(record_row(item))
+        self._queued_bytes = 0
         self._spill(rows)
         self._processed += len(rows)
         self._progress.set()

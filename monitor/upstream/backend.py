@@ -3,7 +3,10 @@
 One shared connection pool per app (opened in the lifespan), bounded, with explicit connect and
 read timeouts; see `client.py` for why it is a small client of our own. Transport failures
 become `BackendFailed` / `BackendTimeout`. What is sent (which client headers go upstream, which
-come back) is the proxy's decision: `monitor.proxy.headers`.
+come back) is the proxy's decision: `monitor.proxy.headers`. The backend's own key
+(`backend_api_key`) goes with every request the monitor makes, not only the proxied ones: model
+listings, `/ready`'s probe, health checks, the metrics scrape and the judge (a vLLM started with
+`--api-key` answers 401 to anything without it, and the backend would look down).
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from monitor.errors import BackendFailed, BackendTimeout
 from monitor.upstream.client import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
 
+def backend_authorization(settings: Settings) -> tuple[str, str] | None:
+    """The `Authorization` header for the backend, when a key is configured."""
+    key = settings.backend_api_key
+    return ("authorization", f"Bearer {key.get_secret_value()}") if key else None
+
+
 class BackendClient:
     """Sends requests to the backend over one shared, pooled set of connections."""
 
@@ -26,6 +35,9 @@ class BackendClient:
         self.base = settings.backend_base
         self._settings = settings
         self._pool: UpstreamPool | None = None
+        authorization = backend_authorization(settings)
+        self.auth_headers: list[tuple[str, str]] = [authorization] if authorization else []
+        """What every request of the monitor's own to the backend carries."""
 
     async def open(self) -> None:
         s = self._settings
@@ -76,7 +88,9 @@ class BackendClient:
     ) -> bytes:
         try:
             async with asyncio_timeout(timeout_s):
-                upstream = await self.pool.request("GET", path, [("accept", accept)])
+                upstream = await self.pool.request(
+                    "GET", path, [("accept", accept), *self.auth_headers]
+                )
                 try:
                     raw = await upstream.read(limit)
                 finally:

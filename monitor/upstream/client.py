@@ -7,6 +7,19 @@ the relay, for a fraction of that. It speaks only what the proxy needs: one orig
 Content-Length request bodies, Content-Length / chunked / close-delimited responses; over TLS
 for https:// origins (the system's trust store, the host name verified).
 
+What it refuses to do:
+- send a CR, LF or NUL inside the method, path, a header name or a header value (it would end
+  the header early and let the rest be read as another header or another request);
+- send a request twice when the backend may have started on it. A pooled connection the
+  backend closed while idle is found out when it is reused; then only an idempotent request
+  (GET, HEAD, ...) is sent again on a fresh connection: a POST may be a generation already
+  running (the backend can close after reading it), so its failure is the caller's to see.
+  To keep that race rare, a connection idle longer than `keepalive_expiry` (4 s: under the
+  5 s keep-alive of uvicorn, vLLM's server, and of cpp-httplib, llama.cpp's) is closed, not
+  reused, and one the loop already saw closing is skipped before anything is written to it.
+
+    ValueError
+    └── InvalidRequest          the request cannot be written safely (nothing was sent)
     UpstreamError               the connection failed: refused, reset, closed early, bad HTTP
     └── UpstreamTimeout         connect or read timeout
 """
@@ -16,12 +29,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import httptools
 
 _READ_HIGH_WATER = 1 << 20  # stop reading from the socket when this much is unread
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 §9.2.2
+
+Resolver = Callable[[str, int], Awaitable[str]]
+"""`resolve(host, port)`: the address to connect to, checked by the caller (or an exception)."""
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be written safely: a CR, LF or NUL in its method, path, a header name
+    or value, or a character outside Latin-1. Raised before anything is sent."""
 
 
 class UpstreamError(Exception):
@@ -42,6 +66,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: BaseException | None = None
         self.reused = False
+        self.idle_since = 0.0
         self._reset_response()
 
     def _reset_response(self) -> None:
@@ -229,8 +254,19 @@ class UpstreamPool:
     """Keep-alive connections to one origin, at most `max_connections` at a time."""
 
     def __init__(
-        self, base_url: str, *, connect_timeout: float, read_timeout: float, max_connections: int
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_connections: int,
+        keepalive_expiry: float = 4.0,
+        resolve: Resolver | None = None,
     ) -> None:
+        """`resolve`, when given, is awaited before every new connection (a retry included) and
+        names the address to connect to: the caller checks what the name resolves to, and the
+        connection goes to that checked address, so a DNS answer that changes in between cannot
+        redirect it. Over TLS the certificate is still verified against the host name."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"only http:// and https:// are supported, not {parts.scheme}://")
@@ -238,9 +274,13 @@ class UpstreamPool:
         self.tls = ssl.create_default_context() if parts.scheme == "https" else None
         self.port = parts.port or (443 if self.tls else 80)
         self.prefix = parts.path.rstrip("/")
-        self.host_header = (parts.netloc or self.host).encode("ascii")
+        self.host_header = parts.netloc or self.host
+        self.host_header.encode("ascii")  # a UnicodeEncodeError (a ValueError) now, not later
+        _check_line(self.prefix + self.host_header, "the base URL")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.keepalive_expiry = keepalive_expiry
+        self.resolve = resolve
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[_Connection] = []
         self._closed = False
@@ -248,28 +288,41 @@ class UpstreamPool:
     async def request(
         self, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None = None
     ) -> UpstreamResponse:
-        """Send a request; return once the response headers are in."""
-        head = [
-            f"{method} {self.prefix}{path} HTTP/1.1\r\nhost: ".encode("latin-1"),
-            self.host_header,
-        ]
-        for name, value in headers:
-            head.append(f"\r\n{name}: {value}".encode("latin-1"))
+        """Send a request; return once the response headers are in.
+
+        `InvalidRequest` (nothing sent) for a CR, LF or NUL in the method, path or a header."""
+        text = f"{method} {self.prefix}{path} HTTP/1.1\r\nhost: {self.host_header}" + "".join(
+            [f"\r\n{name}: {value}" for name, value in headers]
+        )
+        # each line ends with the one CRLF put there above: any other CR or LF came in a value
+        lines = len(headers) + 1
+        if text.count("\r") != lines or text.count("\n") != lines or "\0" in text:
+            _refuse_line_breaks(method, path, headers)
         if body is not None or method == "POST":
-            head.append(b"\r\ncontent-length: %d" % len(body or b""))
-        head.append(b"\r\n\r\n")
-        message = b"".join(head) + (body or b"")
+            text += f"\r\ncontent-length: {len(body) if body else 0}"
+        try:
+            head = (text + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidRequest(
+                f"the request to {self.host} has a character outside Latin-1 in its path or a "
+                "header"
+            ) from None
+        message = head + body if body else head
         await self._slots.acquire()
         try:
             conn = await self._connection()
             try:
                 return await self._exchange(conn, message)
             except UpstreamError:
-                if not (conn.reused and not conn.got_bytes) or isinstance(
-                    conn.error, UpstreamTimeout
+                if (
+                    method not in _IDEMPOTENT
+                    or not conn.reused
+                    or conn.got_bytes
+                    or isinstance(conn.error, UpstreamTimeout)
                 ):
                     raise
-            # the backend had closed the idle connection as we reused it: once more, fresh
+            # the backend had closed the idle connection as we reused it, and sending the
+            # same GET again is harmless: once more, on a fresh connection
             conn = await self._connect()
             return await self._exchange(conn, message)
         except BaseException:
@@ -297,22 +350,33 @@ class UpstreamPool:
         return UpstreamResponse(self, conn)
 
     async def _connection(self) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed:
+        if self._idle:
+            now = time.monotonic()
+            while self._idle:
+                conn = self._idle.pop()
+                transport = conn.transport
+                if conn.closed or transport is None or transport.is_closing():
+                    continue
+                if now - conn.idle_since > self.keepalive_expiry:
+                    transport.close()  # the backend may be closing it right now
+                    continue
                 conn.reused = True
                 return conn
         return await self._connect()
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(loop), self.host, self.port, ssl=self.tls
-                ),
-                self.connect_timeout,
+
+        async def open_connection() -> _Connection:
+            host = self.host if self.resolve is None else await self.resolve(self.host, self.port)
+            tls_name = self.host if self.tls is not None and host != self.host else None
+            _, conn = await loop.create_connection(
+                lambda: _Connection(loop), host, self.port, ssl=self.tls, server_hostname=tls_name
             )
+            return conn
+
+        try:
+            conn = await asyncio.wait_for(open_connection(), self.connect_timeout)
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"no connection to {self.host}:{self.port} within {self.connect_timeout:g}s"
@@ -327,6 +391,7 @@ class UpstreamPool:
         self._slots.release()
         if conn.reusable() and not self._closed:
             conn._reset_response()
+            conn.idle_since = time.monotonic()
             self._idle.append(conn)
         elif conn.transport is not None and not conn.closed:
             conn.transport.close()
@@ -338,3 +403,17 @@ class UpstreamPool:
             if conn.transport is not None:
                 conn.transport.close()
         await asyncio.sleep(0)  # let the transports finish closing
+
+
+def _check_line(text: str, what: str) -> None:
+    if "\r" in text or "\n" in text or "\0" in text:
+        raise InvalidRequest(f"{what} contains a CR, LF or NUL")
+
+
+def _refuse_line_breaks(method: str, path: str, headers: list[tuple[str, str]]) -> NoReturn:
+    """Name what carries the CR, LF or NUL (never its value: a header can hold a secret)."""
+    _check_line(method + path, "the request line (method or path)")
+    for name, value in headers:
+        _check_line(name, f"a header name ({name!r})")
+        _check_line(value, f"the value of header {name!r}")
+    raise InvalidRequest("the request contains a CR, LF or NUL")

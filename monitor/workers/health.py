@@ -35,8 +35,8 @@ def health_request(
                 "options": {"num_predict": payload["max_tokens"], "temperature": 0},
             }
         path = "/api/chat" if ollama else "/v1/chat/completions"
-        upstream = await backend.send("POST", path, orjson.dumps(payload),
-                                      [("content-type", "application/json")])  # fmt: skip
+        headers = [("content-type", "application/json"), *backend.auth_headers]
+        upstream = await backend.send("POST", path, orjson.dumps(payload), headers)
         try:
             raw = await upstream.read(1 << 20)
         finally:

@@ -85,7 +85,7 @@ class OutboxWorker:
             return
         outgoing = OutgoingWebhook(
             receiver.name,
-            receiver.url,
+            receiver.url.get_secret_value(),
             delivery.body.encode(),
             {**delivery.headers, **receiver.headers},
             delivery.key,

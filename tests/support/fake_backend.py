@@ -2,7 +2,8 @@
 
 Tests set `backend.script` to change what it does: think time, chunk count and gap, an error
 status, a broken stream, a hang, non-JSON. It keeps every request it received (path, headers,
-JSON body) and notices clients that went away mid-stream.
+JSON body) and notices clients that went away mid-stream. With `required_key` set it answers 401
+to any request without `Authorization: Bearer <key>`, as vLLM started with `--api-key` does.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ class FakeBackend:
     received: list[Received] = field(default_factory=list)
     disconnects: int = 0
     completed_streams: int = 0
+    required_key: str | None = None
 
     def reset(self) -> None:
         self.script = Script()
+        self.required_key = None
         self.received.clear()
         self.disconnects = 0
         self.completed_streams = 0
@@ -71,6 +74,11 @@ class FakeBackend:
         payload = orjson.loads(body) if body else None
         path = scope["path"]
         self.received.append(Received(scope["method"], path, headers, payload))
+        if self.required_key is not None and headers.get("authorization") != (
+            f"Bearer {self.required_key}"
+        ):
+            await _json(send, 401, {"error": {"message": "invalid API key", "code": 401}})
+            return
         s = self.script
         if path == "/v1/models":
             await _json(

@@ -78,5 +78,9 @@ def start_proxy(
     monitoring_options: dict[str, Any] | None = None,
 ) -> RunningProxy:
     app = create_app(settings, classifiers=classifiers, monitoring_options=monitoring_options)
-    server = ThreadedServer(app, timeout_graceful_shutdown=int(settings.drain_timeout_s)).start()
+    server = ThreadedServer(
+        app,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        proxy_headers=False,  # as `serve` runs it: admission reads X-Forwarded-For itself
+    ).start()
     return RunningProxy(server.url, app, settings, server)

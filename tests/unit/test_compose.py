@@ -32,3 +32,15 @@ def test_the_monitor_environment_in_compose_loads(monkeypatch: pytest.MonkeyPatc
     assert settings.backend_protocol == "ollama"
     assert settings.webhook_receivers() == []  # unset in .env: no receiver
     assert settings.redis_url == "redis://redis:6379/0"
+
+
+def test_a_keyless_monitor_is_published_on_loopback_only() -> None:
+    """Without MONITOR_API_KEYS (the default) anyone reaching the port may generate: by
+    default the port is published on 127.0.0.1, never on every interface."""
+    document = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    monitor = document["services"]["monitor"]
+    keys = _substitute(str(monitor["environment"]["MONITOR_API_KEYS"]))
+    assert keys == ""  # keyless by default: so the port must not be public
+    for port in monitor["ports"]:
+        published = _substitute(str(port))
+        assert published.startswith("127.0.0.1:"), published

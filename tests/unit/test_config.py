@@ -215,7 +215,7 @@ def test_webhook_variables_add_a_generic_signed_receiver(monkeypatch: pytest.Mon
     monkeypatch.setenv("MONITOR_WEBHOOK_URL", "https://hooks.example.com/gemma")
     monkeypatch.setenv("MONITOR_WEBHOOK_SECRET", "s3cret")
     (receiver,) = Settings.load().webhook_receivers()
-    assert (receiver.name, receiver.kind, receiver.url) == (
+    assert (receiver.name, receiver.kind, receiver.url.get_secret_value()) == (
         "default",
         "generic",
         "https://hooks.example.com/gemma",

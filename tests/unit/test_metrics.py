@@ -176,10 +176,12 @@ def test_each_metrics_has_its_own_registry() -> None:
 class FakeRecorderStats:
     queue_depth = 3
     spool_bytes = 1024
+    spool_max_bytes = 4096
     records_written_total = 100
     records_spooled_total = 7
     records_rejected_total = 1
-    records_dropped_total = 0
+    records_dropped_total = 5
+    records_dropped_spool_full_total = 4
     write_errors_total = 2
 
 
@@ -192,7 +194,9 @@ def test_recorder_stats_are_exported() -> None:
     assert value(m, "gemma_monitor_recorder_records_spooled_total") == 7
     assert value(m, "gemma_monitor_recorder_write_errors_total") == 2
     assert value(m, "gemma_monitor_recorder_records_rejected_total") == 1
-    assert value(m, "gemma_monitor_recorder_records_dropped_total") == 0
+    assert value(m, "gemma_monitor_recorder_records_dropped_total") == 5
+    assert value(m, "gemma_monitor_recorder_records_dropped_spool_full_total") == 4
+    assert value(m, "gemma_monitor_recorder_spool_max_bytes") == 4096
 
 
 def test_inflight_gauge_reads_the_callback() -> None:

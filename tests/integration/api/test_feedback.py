@@ -167,3 +167,43 @@ def test_api_keys_apply(make_proxy, fake_backend: FakeBackend) -> None:
     assert ok.status_code == 200
     scored = httpx.get(f"{proxy.url}/metrics").text
     assert 'gemma_monitor_quality_scored_total{scorer="user"} 1.0' in scored
+
+
+def test_only_the_principal_that_made_a_request_may_rate_it(
+    start, fake_backend: FakeBackend
+) -> None:
+    proxy = start(api_keys="sk-one,sk-two")
+    request_id = answered(proxy, authorization="Bearer sk-one")
+    body = {"request_id": request_id, "score": 0.1}
+    other = feedback(proxy, body, headers={"authorization": "Bearer sk-two"})
+    # the same answer as for an unknown id: a 403 would tell a guesser the id exists
+    assert other.status_code == 404 and other.json()["error"]["code"] == "NOT_FOUND"
+    assert quality_scores_for(proxy.engine, [request_id]) == []
+    mine = feedback(proxy, body, headers={"authorization": "Bearer sk-one"})
+    assert mine.status_code == 200
+    # a stored request (another replica, or one the recent list forgot): the stored principal
+    proxy.record(request_id)
+    replica = start(api_keys="sk-one,sk-two")
+    refused = feedback(replica, body, headers={"authorization": "Bearer sk-two"})
+    assert refused.status_code == 404
+    assert feedback(replica, body, headers={"authorization": "Bearer sk-one"}).status_code == 200
+
+
+def test_without_keys_the_address_that_asked_may_rate(
+    make_proxy, fake_backend: FakeBackend
+) -> None:
+    proxy = make_proxy(quality=OFF, trusted_proxies="127.0.0.1")
+    request_id = answered(proxy, **{"x-forwarded-for": "203.0.113.1"})
+    body = {"request_id": request_id, "rating": 1}
+    assert feedback(proxy, body, headers={"x-forwarded-for": "203.0.113.2"}).status_code == 404
+    assert feedback(proxy, body, headers={"x-forwarded-for": "203.0.113.1"}).status_code == 200
+
+
+def test_feedback_is_rate_limited(make_proxy, fake_backend: FakeBackend) -> None:
+    proxy = make_proxy(quality=OFF, rate_limit="2/minute")
+    request_id = answered(proxy)
+    body = {"request_id": request_id, "score": 1}
+    assert feedback(proxy, body).status_code == 200
+    limited = feedback(proxy, body)
+    assert limited.status_code == 429 and "retry-after" in limited.headers
+    assert limited.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"

@@ -107,7 +107,7 @@ async def test_a_stop_failing_at_shutdown_still_flushes_the_records(
     lifespan = Lifespan(app)
     assert await lifespan.send("lifespan.startup") == "lifespan.startup.complete"
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://monitor") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         resp = await client.post("/v1/chat/completions", json=CHAT)
     assert resp.status_code == 200, resp.text
     request_id = resp.headers["x-request-id"]

@@ -15,6 +15,9 @@ from tests.support.proxy import RunningProxy
 from tests.support.servers import free_port
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+JSON = {"content-type": "application/json"}
+ADMIN = "admin-token-0123456789"
+AUTH = {"authorization": f"Bearer {ADMIN}"}
 
 
 def openai_error(resp: httpx.Response) -> dict:
@@ -71,7 +74,9 @@ def test_bad_openai_input_is_a_400_in_openai_shape(
 
 def test_bad_ollama_input_is_a_400_in_ollama_shape(proxy: RunningProxy) -> None:
     resp = httpx.post(
-        f"{proxy.url}/api/chat", content=b'{"messages": [{"role": "user", "content": "x"}]}'
+        f"{proxy.url}/api/chat",
+        content=b'{"messages": [{"role": "user", "content": "x"}]}',
+        headers=JSON,
     )
     assert resp.status_code == 400
     body = resp.json()
@@ -82,7 +87,7 @@ def test_bad_ollama_input_is_a_400_in_ollama_shape(proxy: RunningProxy) -> None:
 def test_huge_body_is_a_413(make_proxy, fake_backend: FakeBackend) -> None:
     proxy = make_proxy(max_body_bytes=64 * 1024)
     big = b'{"messages": [{"role": "user", "content": "' + b"x" * (200 * 1024) + b'"}]}'
-    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=big)
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=big, headers=JSON)
     assert resp.status_code == 413
     assert openai_error(resp)["code"] == "VALIDATION_ERROR"
 
@@ -90,7 +95,7 @@ def test_huge_body_is_a_413(make_proxy, fake_backend: FakeBackend) -> None:
         for _ in range(40):
             yield b"x" * 4096
 
-    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=chunks())
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=chunks(), headers=JSON)
     assert resp.status_code == 413
     assert fake_backend.received == []
 
@@ -198,9 +203,12 @@ def test_slowloris_client_does_not_block_others(proxy: RunningProxy) -> None:
         assert resp.status_code == 200
 
 
-def test_health_ready_and_metrics(proxy: RunningProxy, fake_backend: FakeBackend) -> None:
+def test_health_ready_and_metrics(make_proxy, fake_backend: FakeBackend) -> None:
+    proxy = make_proxy(admin_token=ADMIN)
     assert httpx.get(f"{proxy.url}/health").json() == {"status": "ok"}
-    ready = httpx.get(f"{proxy.url}/ready")
+    # anyone sees the status; the details behind the admin token
+    assert httpx.get(f"{proxy.url}/ready").json() == {"status": "ready"}
+    ready = httpx.get(f"{proxy.url}/ready", headers=AUTH)
     assert (
         ready.status_code == 200
         and ready.json()["backend"] == "ok"
@@ -208,7 +216,7 @@ def test_health_ready_and_metrics(proxy: RunningProxy, fake_backend: FakeBackend
     )
     httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
     httpx.post(f"{proxy.url}/v1/chat/completions", json={**CHAT, "stream": True})
-    httpx.post(f"{proxy.url}/v1/chat/completions", content=b"{")
+    httpx.post(f"{proxy.url}/v1/chat/completions", content=b"{", headers=JSON)
     proxy.records(3)
     text = httpx.get(f"{proxy.url}/metrics").text
     assert 'gemma_monitor_requests_total{outcome="ok",route="/v1/chat/completions"} 2.0' in text
@@ -225,8 +233,9 @@ def test_health_ready_and_metrics(proxy: RunningProxy, fake_backend: FakeBackend
 
 
 def test_ready_is_503_when_the_backend_is_down(make_proxy) -> None:
-    proxy = make_proxy(backend_url=f"http://127.0.0.1:{free_port()}")
-    ready = httpx.get(f"{proxy.url}/ready")
+    proxy = make_proxy(backend_url=f"http://127.0.0.1:{free_port()}", admin_token=ADMIN)
+    assert httpx.get(f"{proxy.url}/ready").json() == {"status": "not ready"}
+    ready = httpx.get(f"{proxy.url}/ready", headers=AUTH)
     assert ready.status_code == 503
     assert ready.json()["database"] == "ok" and "unreachable" in ready.json()["backend"]
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +193,95 @@ def test_during_an_outage_the_step_retries_only_every_retry_interval(
     with unmigrated_sqlite.connect() as conn:
         stored = list(conn.execute(text("SELECT id FROM requests ORDER BY rowid")).scalars())
     assert stored == [row["id"] for batch in batches for row in batch]
+
+
+def test_a_segment_that_disappears_does_not_wedge_replay(
+    unmigrated_sqlite: Engine, tmp_path: Path
+) -> None:
+    now = [0.0]
+    recorder = Recorder(
+        unmigrated_sqlite, Spool(tmp_path / "spool"), retry_interval_s=2.0, clock=lambda: now[0]
+    )
+    batches = [[r.to_row() for r in make_records(10, f"b{n}")] for n in range(3)]
+    recorder.write_batch(batches[0])  # the outage starts: to the first segment
+    list(recorder.spool.segments_to_replay())  # rotate
+    recorder.write_batch(batches[1])  # to a second segment
+    (tmp_path / "spool" / "segment-000000000001.jsonl").unlink()  # removed by hand
+
+    migrate.upgrade(unmigrated_sqlite)
+    now[0] = 5.0
+    recorder.write_batch(batches[2])  # replay: the missing segment is gone, not an outage
+    assert not recorder.database_down
+    assert not recorder.spool
+    assert request_ids(unmigrated_sqlite) == {row["id"] for row in batches[1] + batches[2]}
+
+
+async def test_a_full_spool_drops_records_counted_and_said_once(
+    unmigrated_sqlite: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = 20_000  # about 25 rows
+    recorder = Recorder(
+        unmigrated_sqlite,
+        Spool(tmp_path / "spool", max_bytes=cap),
+        batch_size=10,
+        flush_interval_s=0.01,
+        retry_interval_s=60.0,
+    )
+    await recorder.start()
+    with caplog.at_level(logging.INFO, logger="monitor.store.recorder"):
+        for record in make_records(200):
+            recorder.submit(record)
+        await recorder.flush()
+        await recorder.stop()
+
+    assert 0 < recorder.spool_bytes <= cap
+    assert recorder.records_dropped_total == recorder.records_dropped_spool_full_total > 150
+    assert recorder.records_spooled_total + recorder.records_dropped_total == 200
+    said = [r for r in caplog.records if "is full" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert said[0].levelno == logging.ERROR and said[0].exc_info is None  # no traceback
+    assert "records_dropped_total" in said[0].getMessage()
+
+
+async def test_the_queue_is_bounded_in_bytes_too(engine: Engine, tmp_path: Path) -> None:
+    records = make_records(30)
+    for record in records:  # as with content_storage=full
+        record.prompt_text = "x" * 20_000
+    recorder = Recorder(
+        engine, Spool(tmp_path / "spool"), queue_bytes=100_000, batch_size=100,
+        flush_interval_s=0.01, retry_interval_s=0.05,
+    )  # fmt: skip
+    await recorder.start()
+    for record in records:  # no await in between: the writer cannot run
+        recorder.submit(record)
+    assert recorder.queue_depth == 4  # 4 x ~21 KB fit in 100 KB, a fifth does not
+    assert recorder.records_spooled_total == 26
+    await recorder.flush()
+    await wait_until(lambda: not recorder.spool)
+    await recorder.stop()
+    assert request_ids(engine) == {r.id for r in records}
+
+
+async def test_records_are_written_while_the_default_executor_is_saturated(
+    engine: Engine, tmp_path: Path
+) -> None:
+    recorder = _recorder(engine, tmp_path / "spool")
+    await recorder.start()
+    release = threading.Event()
+    # every thread of asyncio's default executor busy (health pings, feedback, a slow
+    # webhook...), with more work queued behind them
+    busy = [asyncio.create_task(asyncio.to_thread(release.wait, 30)) for _ in range(64)]
+    try:
+        await asyncio.sleep(0.05)
+        records = make_records(50)
+        for record in records:
+            recorder.submit(record)
+        started = time.monotonic()
+        await asyncio.wait_for(recorder.flush(), 5.0)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+    await recorder.stop()
+    assert elapsed < 1.0
+    assert request_ids(engine) == {r.id for r in records}

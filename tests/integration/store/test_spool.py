@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
-from monitor.store.spool import REJECTED_FILE, Spool
+from monitor.store.spool import REJECTED_FILE, Spool, SpoolFull, SpoolLocked
 from tests.support.databases import make_records
 
 
@@ -116,3 +121,140 @@ def test_unserializable_values_are_kept_as_text(tmp_path: Path) -> None:
     spool.append([row])
     (read,) = _replay_all(spool)
     assert read["extra"] == {"path": "/x", "1": "int key"}
+
+
+def test_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    old = os.umask(0)  # the most permissive: files would be world-writable
+    try:
+        spool = Spool(directory)
+        spool.append(_rows(2))
+        spool.reject(_rows(1), "DataError: value too long")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = [*directory.glob("segment-*.jsonl"), directory / REJECTED_FILE, directory / ".lock"]
+    assert len(files) == 3
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {
+        path.name: 0o600 for path in files
+    }
+
+
+def test_an_existing_open_directory_is_made_owner_only(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)
+    Spool(directory)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_a_second_process_on_the_directory_is_refused_at_start(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    other = subprocess.run(
+        [sys.executable, "-c", f"from monitor.store.spool import Spool; Spool({str(tmp_path)!r})"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode != 0
+    assert "SpoolLocked" in other.stderr
+    assert f"in use by another process (pid {os.getpid()})" in other.stderr
+    with pytest.raises(SpoolLocked):  # a second spool in this process, too
+        Spool(tmp_path)
+
+    spool.close()  # released: the next process may start
+    Spool(tmp_path).close()
+
+
+def test_rows_appended_after_close_take_the_lock_for_that_write(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.close()
+    spool.append(_rows(1, "late"))  # a straggler at shutdown: written, lock released again
+    restarted = Spool(tmp_path)
+    assert [row["id"] for row in _replay_all(restarted)] == ["late-000000"]
+    with pytest.raises(SpoolLocked):
+        spool.append(_rows(1, "later"))  # the directory has a new owner now
+
+
+def test_the_byte_cap_refuses_rows_past_it_and_writes_nothing_of_them(tmp_path: Path) -> None:
+    one = len(orjson.dumps(_rows(1)[0], default=str)) + 1
+    spool = Spool(tmp_path, max_bytes=one * 5 + one // 2)
+    spool.append(_rows(3, "a"))
+    with pytest.raises(SpoolFull, match="is full"):
+        spool.append(_rows(3, "b"))  # would make 6 rows: refused whole
+    spool.append(_rows(2, "c"))  # 5 fit
+    assert spool.pending_records == 5
+    assert spool.pending_bytes == sum(p.stat().st_size for p in tmp_path.glob("segment-*"))
+    with pytest.raises(SpoolFull):
+        spool.append(_rows(1, "d"))
+    assert [row["id"][0] for row in _replay_all(spool)] == ["a"] * 3 + ["c"] * 2
+    spool.append(_rows(1, "e"))  # replayed: room again
+    assert spool.pending_records == 1
+
+
+def test_segments_found_at_start_count_against_the_cap(tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    first.append(_rows(4))
+    first.close()
+    restarted = Spool(tmp_path, max_bytes=first.pending_bytes + 10)
+    assert restarted.pending_bytes == first.pending_bytes
+    with pytest.raises(SpoolFull):
+        restarted.append(_rows(1, "more"))
+
+
+def test_a_segment_that_disappears_is_gone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path)
+    spool.append(_rows(2))
+    (segment,) = spool.segments_to_replay()
+    segment.path.unlink()  # removed by hand, or the volume was swapped
+    with caplog.at_level(logging.WARNING, logger="monitor.store.spool"):
+        assert spool.read_segment(segment) == []
+    spool.remove_segment(segment)
+    assert not spool and spool.pending_bytes == 0
+    assert "disappeared; its 2 record(s) are lost" in caplog.text
+
+
+def test_with_fsync_each_write_and_each_new_segment_name_reach_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # the real fsync, noting what it was given
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    spool = Spool(tmp_path / "on")  # fsync is the default
+    spool.append(_rows(1))
+    spool.append(_rows(1, "b"))
+    list(spool.segments_to_replay())  # rotate: the next append creates a second segment
+    spool.append(_rows(1, "c"))
+    directory = str(tmp_path / "on")
+    assert synced == [
+        directory,
+        f"{directory}/segment-000000000001.jsonl",
+        f"{directory}/segment-000000000001.jsonl",
+        directory,
+        f"{directory}/segment-000000000002.jsonl",
+    ]
+
+    synced.clear()  # an append that does not wait for the disk is synced by the next that does
+    spool.append(_rows(1, "d"), sync=False)
+    assert synced == []
+    spool.append(_rows(1, "e"))
+    assert synced == [f"{directory}/segment-000000000002.jsonl"]
+
+    synced.clear()  # ... or when its segment is closed
+    list(spool.segments_to_replay())
+    spool.append(_rows(1, "f"), sync=False)
+    spool.close()
+    assert synced == [directory, f"{directory}/segment-000000000003.jsonl"]
+
+    synced.clear()
+    off = Spool(tmp_path / "off", fsync=False)
+    off.append(_rows(1))
+    off.close()
+    assert synced == []

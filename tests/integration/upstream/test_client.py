@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from monitor.upstream.client import UpstreamError, UpstreamPool, UpstreamTimeout
+from monitor.upstream.client import InvalidRequest, UpstreamError, UpstreamPool, UpstreamTimeout
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -106,20 +107,123 @@ async def test_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
     assert server.connections == 3
 
 
-async def test_reused_connection_closed_before_answering_is_retried_once() -> None:
-    async def answers_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
+def answers_once_then_hangs_up(heads: list[bytes]) -> Handler:
+    """Answers the first request; reads the second on the same (reused) connection and hangs
+    up without a byte: from the client's side, a backend that closed an idle connection as it
+    was reused looks the same as one that took the request and died."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append((await read_request(reader))[0])
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await writer.drain()
-        await read_request(reader)  # the reused connection's request: hang up unanswered
+        heads.append((await read_request(reader))[0])
 
-    server = Server(answers_once)
+    return handle
+
+
+async def test_a_get_on_a_reused_connection_closed_before_answering_is_retried_once() -> None:
+    heads: list[bytes] = []
+    server = Server(answers_once_then_hangs_up(heads))
     async with server as pool:
         for _ in range(2):
-            resp = await pool.request("POST", "/", [], b"{}")
+            resp = await pool.request("GET", "/v1/models", [])
             assert await resp.read() == b"ok"
             resp.release()
     assert server.connections == 2
+    assert len(heads) == 3  # the second GET was sent twice
+
+
+async def test_a_post_is_never_sent_twice() -> None:
+    """A POST the backend may have started (a generation) is not retried: the caller sees the
+    failure, and the backend saw the request once."""
+    heads: list[bytes] = []
+    server = Server(answers_once_then_hangs_up(heads))
+    async with server as pool:
+        resp = await pool.request("POST", "/v1/chat/completions", [], b"{}")
+        assert await resp.read() == b"ok"
+        resp.release()
+        with pytest.raises(UpstreamError, match="closed the connection before answering"):
+            await pool.request("POST", "/v1/chat/completions", [], b"{}")
+        await asyncio.sleep(0.05)
+    assert server.connections == 1
+    assert len(heads) == 2
+
+
+async def test_a_connection_idle_past_the_keepalive_expiry_is_not_reused() -> None:
+    requests: list[bytes] = []
+    server = Server(keepalive_json(requests))
+    async with server as pool:
+        pool.keepalive_expiry = 0.1
+        for pause in (0.0, 0.0, 0.2):
+            await asyncio.sleep(pause)
+            resp = await pool.request("POST", "/", [], b"{}")
+            await resp.read()
+            resp.release()
+    assert server.connections == 2  # reused once, then expired
+    assert len(requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "culprit"),
+    [
+        ("POST", "/", [("x-a", "1\r\nx-injected: 1")], "the value of header 'x-a'"),
+        ("POST", "/", [("x-a", "1\nx-injected: 1")], "the value of header 'x-a'"),
+        ("POST", "/", [("x-a", "1\rx")], "the value of header 'x-a'"),
+        ("POST", "/", [("x-a", "1\0")], "the value of header 'x-a'"),
+        ("POST", "/", [("x-a\r\nx-b", "1")], "a header name"),
+        ("POST", "/ HTTP/1.1\r\nx-injected: 1\r\n\r\nGET /", [], "the request line"),
+        ("GET\n", "/", [], "the request line"),
+    ],
+)
+async def test_line_breaks_and_nul_in_a_request_are_refused_before_sending(
+    method: str, path: str, headers: list[tuple[str, str]], culprit: str
+) -> None:
+    requests: list[bytes] = []
+    server = Server(keepalive_json(requests))
+    async with server as pool:
+        with pytest.raises(InvalidRequest, match=f"{re.escape(culprit)}.* CR, LF or NUL"):
+            await pool.request(method, path, headers, b"{}")
+        with pytest.raises(InvalidRequest, match="outside Latin-1"):
+            await pool.request("POST", "/", [("x-a", "\u2028")], b"{}")
+        resp = await pool.request("POST", "/", [("x-a", "fine: \t and all")], b"{}")
+        assert resp.status == 200  # the pool is still usable: nothing was taken or sent
+        await resp.read()
+        resp.release()
+    assert server.connections == 1 and len(requests) == 1
+    assert b"x-injected" not in requests[0]
+
+
+async def test_resolve_names_the_address_connected_to_for_every_connection() -> None:
+    """The connection goes to the address the resolver checked, whatever the name resolves to
+    later; and the resolver is asked again for each new connection."""
+    requests: list[bytes] = []
+    asked: list[tuple[str, int]] = []
+
+    async def resolve(host: str, port: int) -> str:
+        asked.append((host, port))
+        return "127.0.0.1"
+
+    server = Server(keepalive_json(requests))
+    async with server as local:
+        port = local.port
+        pool = UpstreamPool(
+            f"http://images.invalid:{port}",  # a name no DNS resolves
+            connect_timeout=2,
+            read_timeout=1,
+            max_connections=1,
+            keepalive_expiry=0.05,
+            resolve=resolve,
+        )
+        try:
+            for pause in (0.0, 0.1):
+                await asyncio.sleep(pause)
+                resp = await pool.request("GET", "/cat.png", [])
+                assert await resp.read() == b'{"ok": true}'
+                resp.release()
+        finally:
+            await pool.close()
+    assert asked == [("images.invalid", port)] * 2
+    assert requests[0].startswith(b"GET /cat.png HTTP/1.1\r\nhost: images.invalid:%d" % port)
 
 
 async def test_chunked_and_close_delimited_bodies() -> None:

@@ -152,10 +152,10 @@ def test_health_checks_follow_a_backend_that_slows_and_stops(
     )
 
     def health() -> dict[str, Any]:
-        return httpx.get(f"{proxy.url}/ready").json().get("backend_health") or {}
+        return httpx.get(f"{proxy.url}/ready", headers=AUTH).json().get("backend_health") or {}
 
     assert poll(lambda: health().get("status") == "healthy")
-    ready = httpx.get(f"{proxy.url}/ready")
+    ready = httpx.get(f"{proxy.url}/ready", headers=AUTH)
     assert ready.status_code == 200
     checks = [r for r in backend.app.received if r.path == "/v1/chat/completions"]
     assert checks and checks[0].body["messages"] == [{"role": "user", "content": "Hello"}]
@@ -167,7 +167,7 @@ def test_health_checks_follow_a_backend_that_slows_and_stops(
 
     backend.down()
     assert poll(lambda: health().get("status") == "unhealthy")
-    ready = httpx.get(f"{proxy.url}/ready")
+    ready = httpx.get(f"{proxy.url}/ready", headers=AUTH)
     assert ready.status_code == 503
     assert "unreachable" in ready.json()["backend_health"]["error"]
     stats = httpx.get(f"{proxy.url}/admin/stats", headers=AUTH).json()

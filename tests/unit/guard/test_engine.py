@@ -121,6 +121,23 @@ def test_validation_blocks_before_anything_else() -> None:
     assert guard.check_input("not a list").blocked
 
 
+def test_the_default_policy_refuses_too_many_parts_or_too_much_text_naming_the_cap() -> None:
+    guard = Guard(load_policy("policies/default.yaml"))
+    parts = [{"type": "text", "text": "1"}] * 129
+    verdict = guard.check_input([{"role": "user", "content": parts}])
+    assert verdict.blocked and verdict.reason is not None
+    assert verdict.reason.rule == "validation.too_many_parts"
+    assert verdict.reason.detail is not None and "at most 128 (max_parts)" in verdict.reason.detail
+    texts = [{"role": "user", "content": "7" * 8192}] * 17  # each within max_chars
+    verdict = guard.check_input(texts)
+    assert verdict.blocked and verdict.reason is not None
+    assert verdict.reason.rule == "validation.too_long"
+    assert verdict.reason.detail is not None
+    assert "at most 131072 (max_total_chars)" in verdict.reason.detail
+    assert [f.category for f in verdict.findings] == ["validation"]  # nothing else read it
+    assert not guard.check_input(texts[:16]).blocked
+
+
 def test_validation_as_a_flag_lets_the_other_checks_run() -> None:
     guard = guard_of(
         "input:\n  checks:\n    - {type: validation, action: flag}\n    - {type: pii, action: redact}\n"

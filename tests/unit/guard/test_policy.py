@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from monitor.guard.checks import Harm, ImagePolicy, ShieldGemma2Check, ShieldGemmaCheck
+from monitor.guard.checks import (
+    Harm,
+    ImagePolicy,
+    ShieldGemma2Check,
+    ShieldGemmaCheck,
+    ValidationCheck,
+)
 from monitor.guard.loader import PolicyError, load_policies, load_policy, parse_policy
 from monitor.guard.policy import StreamMode
 
@@ -28,6 +34,16 @@ def test_shipped_policies_load() -> None:
     default = policies["default"]
     assert [c.type for c in default.input.checks][:2] == ["validation", "length"]
     assert default.output.streaming.mode is StreamMode.INCREMENTAL
+
+
+def test_shipped_policies_cap_the_size_of_a_request() -> None:
+    """Every shipped policy bounds what its checks read: parts and characters in all."""
+    for name, policy in load_policies(POLICIES).items():
+        validation = policy.input.checks[0]
+        assert isinstance(validation, ValidationCheck), name
+        assert validation.max_parts is not None and validation.max_parts <= 128, name
+        assert validation.max_total_chars is not None, name
+        assert validation.max_total_chars <= 131_072, name
 
 
 def test_shieldgemma_checks_are_declared_with_harms_and_thresholds() -> None:

@@ -182,14 +182,32 @@ async def test_idle_principals_are_evicted() -> None:
     assert limiter.evict_idle(now=T + 4 * MINUTE) == 2 and len(limiter) == 0
 
 
-async def test_max_principals_bounds_memory() -> None:
+async def test_max_principals_bounds_memory_without_evicting_the_active() -> None:
     limiter, limit = MemoryLimiter(max_principals=10), RateLimit.parse("5/hour")
     for i in range(25):
         await limiter.acquire(f"user{i}", limit, now=T + i)
-    assert len(limiter) == 10 and limiter.evicted_active == 15
-    # the least recently used went first: user15..user24 are still counted
-    assert (await limiter.usage("user24", limit, now=T + 30)).requests == 1
-    assert (await limiter.usage("user0", limit, now=T + 30)).requests == 0
+    # the first ten keep their own windows; the other fifteen shared the overflow window,
+    # which let five of them in
+    assert len(limiter) == 10 and limiter.overflowed == 15
+    assert (await limiter.usage("user0", limit, now=T + 30)).requests == 1
+    assert (await limiter.usage("user24", limit, now=T + 30)).requests == 0
+    late = await limiter.acquire("user99", limit, now=T + 30)
+    assert (late.allowed, late.refused_by) == (False, "requests")
+    # once the first ones are idle, newcomers get windows of their own again
+    fresh = await limiter.acquire("user99", limit, now=T + HOUR + 1)
+    assert fresh.allowed and (await limiter.usage("user99", limit, now=T + HOUR + 1)).requests == 1
+
+
+async def test_a_flood_of_new_principals_does_not_reset_an_active_window() -> None:
+    limiter, limit = MemoryLimiter(max_principals=1000), RateLimit.parse("3/hour")
+    for i in range(3):
+        assert (await limiter.acquire("victim", limit, now=T + i)).allowed
+    assert not (await limiter.acquire("victim", limit, now=T + 3)).allowed
+    for i in range(20_000):  # fresh principals, as a client cycling addresses would send
+        await limiter.acquire(f"flood{i}", limit, now=T + 4)
+    refused = await limiter.acquire("victim", limit, now=T + 5)
+    assert (refused.allowed, refused.remaining) == (False, 0)
+    assert len(limiter) == 1000
 
 
 async def test_concurrent_acquires_count_exactly() -> None:

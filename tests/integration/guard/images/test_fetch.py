@@ -1,6 +1,7 @@
 """Image URLs for the shieldgemma2 check: fetched only when the policy says so, with the
 proxy's own HTTP client, from a real HTTP server started here that counts every request, and
-scored by a tiny real ShieldGemma 2."""
+scored by a tiny real ShieldGemma 2. Internal addresses are refused unless allowed (the server
+here is on 127.0.0.1, so most tests allow them)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ from tests.support.tiny_shieldgemma2 import build_tiny_shieldgemma2
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 Image = pytest.importorskip("PIL.Image")
+
+
+async def fetch_local(url: str, max_bytes: int, timeout_s: float) -> bytes:
+    """`fetch_image` allowed to reach internal addresses: this test's server is on 127.0.0.1."""
+    return await fetch_image(url, max_bytes, timeout_s, allow_internal=True)
 
 
 def _png() -> bytes:
@@ -118,7 +124,7 @@ async def test_fetch_off_by_default_contacts_nobody(
 ) -> None:
     app, url = images
     refs = images_in_messages(chat(f"{url}/cat.png"), 1 << 20)
-    findings = await check_images(make_check(), refs, classifier, fetch_image)
+    findings = await check_images(make_check(), refs, classifier, fetch_local)
     assert [(f.rule, f.action) for f in findings] == [("shieldgemma2.not_fetched", Action.FLAG)]
     assert app.hits == [] and classifier.forward_passes == 0
 
@@ -129,7 +135,7 @@ async def test_fetch_on_checks_the_fetched_bytes(
     app, url = images
     refs = images_in_messages(chat(f"{url}/cat.png?size=small"), 1 << 20)
     findings = await check_images(
-        make_check(fetch_urls=True, threshold=0.0), refs, classifier, fetch_image
+        make_check(fetch_urls=True, threshold=0.0), refs, classifier, fetch_local
     )
     assert app.hits == ["/cat.png?size=small"]
     [direct] = await classifier.classify([IMAGE], ["dangerous", "sexual", "violence"], 60)
@@ -143,12 +149,12 @@ async def test_size_cap_with_and_without_content_length(
     images: tuple[ImageServer, str], classifier: Any, path: str
 ) -> None:
     _, url = images
-    assert await fetch_image(f"{url}{path}", len(IMAGE), 5) == IMAGE  # exactly at the cap
+    assert await fetch_local(f"{url}{path}", len(IMAGE), 5) == IMAGE  # exactly at the cap
     with pytest.raises(ImageFetchError, match=f"larger than {len(IMAGE) - 1} bytes"):
-        await fetch_image(f"{url}{path}", len(IMAGE) - 1, 5)
+        await fetch_local(f"{url}{path}", len(IMAGE) - 1, 5)
     check = make_check(fetch_urls=True, max_image_bytes=len(IMAGE) - 1, on_error="allow")
     refs = images_in_messages(chat(f"{url}{path}"), 1 << 20)
-    [finding] = await check_images(check, refs, classifier, fetch_image)
+    [finding] = await check_images(check, refs, classifier, fetch_local)
     assert (finding.rule, finding.action) == ("shieldgemma2.fetch_failed", Action.FLAG)
     assert f"larger than {len(IMAGE) - 1} bytes" in (finding.detail or "")
     assert classifier.forward_passes == 0
@@ -158,11 +164,11 @@ async def test_not_found_redirect_and_timeout_fail(images: tuple[ImageServer, st
     app, url = images
     host = "127.0.0.1"
     with pytest.raises(ImageFetchError, match=f"{host} answered 404"):
-        await fetch_image(f"{url}/missing.png?token=secret", 1 << 20, 5)
+        await fetch_local(f"{url}/missing.png?token=secret", 1 << 20, 5)
     with pytest.raises(ImageFetchError, match="answered 302"):
-        await fetch_image(f"{url}/moved.png", 1 << 20, 5)
+        await fetch_local(f"{url}/moved.png", 1 << 20, 5)
     with pytest.raises(ImageFetchError, match="did not send the image within") as caught:
-        await fetch_image(f"{url}/slow.png", 1 << 20, 0.3)
+        await fetch_local(f"{url}/slow.png", 1 << 20, 0.3)
     assert "token" not in str(caught.value)
     assert app.hits == [
         "/missing.png?token=secret",
@@ -180,7 +186,7 @@ async def test_what_is_never_fetched(images: tuple[ImageServer, str]) -> None:
         "http:///x",
     ):
         with pytest.raises(ImageFetchError):
-            await fetch_image(bad, 1 << 20, 5)
+            await fetch_local(bad, 1 << 20, 5)
     assert app.hits == []
 
 
@@ -190,4 +196,49 @@ async def test_a_refused_connection(images: tuple[ImageServer, str]) -> None:
     server.close()
     await server.wait_closed()
     with pytest.raises(ImageFetchError, match="cannot connect"):
-        await fetch_image(f"http://127.0.0.1:{port}/cat.png", 1 << 20, 5)
+        await fetch_local(f"http://127.0.0.1:{port}/cat.png", 1 << 20, 5)
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("localhost", "loopback"),
+        ("[::1]", "loopback"),
+        ("[::ffff:127.0.0.1]", "loopback"),
+        ("169.254.169.254", "link-local"),  # cloud metadata services
+        ("10.0.0.7", "private"),
+        ("192.168.1.1", "private"),
+        ("[fd00::1]", "private"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "non-public"),
+    ],
+)
+async def test_internal_addresses_are_refused_by_default(
+    images: tuple[ImageServer, str], host: str, kind: str
+) -> None:
+    app, url = images
+    port = url.rsplit(":", 1)[1]
+    with pytest.raises(ImageFetchError, match=f"resolves to a {kind} address: not fetched"):
+        await fetch_image(f"http://{host}:{port}/cat.png", 1 << 20, 5)
+    assert app.hits == []
+
+
+async def test_an_internal_image_is_a_failed_fetch_in_the_check(
+    images: tuple[ImageServer, str], classifier: Any
+) -> None:
+    app, url = images
+    refs = images_in_messages(chat(f"{url}/cat.png"), 1 << 20)
+    [finding] = await check_images(make_check(fetch_urls=True), refs, classifier, fetch_image)
+    assert (finding.rule, finding.action) == ("shieldgemma2.fetch_failed", Action.BLOCK)
+    assert "loopback address" in (finding.detail or "")
+    assert app.hits == [] and classifier.forward_passes == 0
+
+
+async def test_a_non_ascii_path_is_percent_encoded(images: tuple[ImageServer, str]) -> None:
+    app, url = images
+    with pytest.raises(ImageFetchError, match="answered 404"):
+        await fetch_local(f"{url}/chats/ünï côdé.png?name=chât noir&x=%41", 1 << 20, 5)
+    assert app.hits == ["/chats/ünï côdé.png?name=ch%C3%A2t%20noir&x=%41"]

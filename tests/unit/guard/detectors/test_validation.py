@@ -81,3 +81,36 @@ def test_too_many_messages() -> None:
     assert problems(messages) == [("validation.too_many", "messages")]
     assert problems(messages[:50]) == []
     assert problems(messages[:3], max_messages=2) == [("validation.too_many", "messages")]
+
+
+def test_parts_are_capped_over_all_messages_before_any_is_read() -> None:
+    part = {"type": "text", "text": "x"}
+    messages = [
+        {"role": "system", "content": "rules"},  # a string content is one part
+        {"role": "user", "content": [part] * 3},
+    ]
+    assert validate_messages(messages, max_messages=50, allowed_roles=ROLES, max_parts=4) == []
+    found = validate_messages(messages, max_messages=50, allowed_roles=ROLES, max_parts=3)
+    assert [(p.rule, p.path) for p in found] == [("validation.too_many_parts", "messages")]
+    assert found[0].detail == (
+        "4 content parts over all messages; the policy allows at most 3 (max_parts)"
+    )
+    # counted from the list lengths: parts that are not even objects are not walked
+    junk = [{"role": "user", "content": [None] * 100_000}]
+    found = validate_messages(junk, max_messages=50, allowed_roles=ROLES, max_parts=128)
+    assert [p.rule for p in found] == ["validation.too_many_parts"]
+
+
+def test_text_is_capped_over_all_messages_and_parts() -> None:
+    messages = [
+        {"role": "system", "content": "a" * 10},
+        {"role": "user", "content": [{"type": "text", "text": "b" * 10}, {"type": "image_url"}]},
+        {"role": "assistant", "content": "c" * 10},
+    ]
+    ok = validate_messages(messages, max_messages=50, allowed_roles=ROLES, max_total_chars=30)
+    assert ok == []
+    found = validate_messages(messages, max_messages=50, allowed_roles=ROLES, max_total_chars=29)
+    assert [(p.rule, p.path) for p in found] == [("validation.too_long", "messages")]
+    assert found[0].detail == (
+        "30 characters of text over all messages; the policy allows at most 29 (max_total_chars)"
+    )

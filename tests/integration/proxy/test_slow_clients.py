@@ -1,0 +1,115 @@
+"""Clients that hold the server's resources: a body sent byte by byte gets 408 and its
+connection closed; past `max_client_connections`, new requests get 503 from the real
+`gemma-monitor serve`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.support.fake_backend import FakeBackend
+from tests.support.proxy import RunningProxy
+from tests.support.servers import free_port, wait_until_ok
+
+CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}'
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock
+
+
+def read_until_closed(sock: socket.socket, within_s: float) -> bytes:
+    sock.settimeout(within_s)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_a_body_sent_byte_by_byte_gets_408_and_the_connection_closed(
+    make_proxy: Callable[..., RunningProxy], fake_backend: FakeBackend
+) -> None:
+    proxy = make_proxy(request_body_timeout_s=0.5)
+    with connect(proxy.url) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json"
+            b"\r\ncontent-length: %d\r\n\r\n" % len(CHAT)
+        )
+        started = time.monotonic()
+        sock.settimeout(0.1)
+        answer = b""
+        for byte in CHAT:  # one byte every 50 ms: the whole body would take 4 s
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break  # the server closed the connection
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                time.sleep(0.05)
+                continue
+            break
+        answer += read_until_closed(sock, 5)
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"connection: close" in answer.lower()
+    assert b"did not arrive within 0.5s" in answer
+    assert 0.4 < elapsed < 2.0, elapsed
+    assert fake_backend.received == []
+    # a request that sends its body at once is not affected
+    resp = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        content=CHAT,
+        headers={"content-type": "application/json"},
+    )
+    assert resp.status_code == 200
+
+
+def test_past_max_client_connections_new_requests_get_503(
+    tmp_path: Path, fake_backend_url: str
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MONITOR_BACKEND_URL": fake_backend_url,
+        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
+        "MONITOR_PORT": str(port),
+        "MONITOR_SPOOL_DIR": str(tmp_path / "spool"),
+        "MONITOR_MAX_CLIENT_CONNECTIONS": "3",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "serve", "--migrate"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ok(f"{base}/health", proc, timeout=30)
+        idle = [connect(base) for _ in range(3)]  # connected, never a request (slowloris)
+        try:
+            time.sleep(0.2)
+            refused = httpx.get(f"{base}/health")
+            assert refused.status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.2)
+        assert httpx.get(f"{base}/health").status_code == 200
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
