@@ -40,6 +40,9 @@ GENERATION_ROUTES = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate"}
 )
 _JSON = [(b"content-type", b"application/json")]
+# Bodies this large are parsed and read in a worker thread: about 1 ms of work on the loop
+# below it, tens of milliseconds for a body of the largest accepted size and shape.
+OFF_LOOP_BODY_BYTES = 64 * 1024
 _ERROR_EXCERPT = 2000
 
 
@@ -181,8 +184,10 @@ class ProxyHandler:
         body = await exchange.read_body(
             self.settings.max_body_bytes, self.settings.request_body_timeout_s
         )
-        payload = protocols.parse_json_object(body)
-        info = protocols.inspect_request(route, payload)
+        if len(body) < OFF_LOOP_BODY_BYTES:
+            payload, info = _read_request(route, body)
+        else:  # parsing and walking a large body would hold the loop for milliseconds
+            payload, info = await asyncio.to_thread(_read_request, route, body)
         record.model, record.stream = info.model, info.stream
         record.input_chars, record.input_messages = info.input_chars, info.input_messages
         output_budget = budget_for_output(decision, info.input_chars)
@@ -194,7 +199,12 @@ class ProxyHandler:
             _note(record, verdict)
         # hashed (keyed) and stored: what is forwarded, after redaction, never the raw
         # personal data
-        sent = info if redacted is None else protocols.inspect_request(route, redacted)
+        if redacted is None:
+            sent = info
+        elif len(body) < OFF_LOOP_BODY_BYTES:
+            sent = protocols.inspect_request(route, redacted)
+        else:
+            sent = await asyncio.to_thread(protocols.inspect_request, route, redacted)
         record.prompt_hash = self.hash_text(sent.prompt_text)
         if guard is not None and verdict.blocked:
             raise guard.input_refusal(verdict)
@@ -379,6 +389,11 @@ class ProxyHandler:
         record.response_hash = self.hash_text(relay.text)
         if self.settings.content_storage == "full":
             record.response_text = relay.text
+
+
+def _read_request(route: str, body: bytes) -> tuple[dict[str, Any], protocols.RequestInfo]:
+    payload = protocols.parse_json_object(body)
+    return payload, protocols.inspect_request(route, payload)
 
 
 def _note(record: RequestRecord, verdict: Verdict, *, keep: bool = True) -> None:

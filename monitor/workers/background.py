@@ -50,11 +50,13 @@ class Monitoring:
         alerts: AlertEngine | None,
         outbox: OutboxWorker | None,
         workers: list[PeriodicWorker],
+        webhook_pool: ThreadedPost | None = None,
     ) -> None:
         self.runner = runner
         self.alerts = alerts
         self.outbox = outbox
         self.workers = workers
+        self._webhook_pool = webhook_pool  # built here, so closed here
 
     @classmethod
     def from_settings(
@@ -98,6 +100,7 @@ class Monitoring:
             workers.append(PeriodicWorker("backend-metrics", runner.scrape_backend,
                                           scrape.interval_s))  # fmt: skip
         alerts = outbox = None
+        webhook_pool = None
         if settings.alerts.enabled:
             a = settings.alerts
             receivers = settings.webhook_receivers()
@@ -106,13 +109,14 @@ class Monitoring:
                 resolve_after_s=a.resolve_after_s, external_url=a.external_url, now=now,
             )  # fmt: skip
             outbox = OutboxWorker(
-                engine, receivers, post or ThreadedPost(), retry_base_s=a.retry_base_s,
+                engine, receivers, post or (webhook_pool := ThreadedPost()),
+                retry_base_s=a.retry_base_s,
                 retry_cap_s=a.retry_cap_s, give_up_after_s=a.give_up_after_s, now=now,
             )  # fmt: skip
             workers.append(PeriodicWorker("alerts", alerts.step, a.interval_s))
             workers.append(PeriodicWorker("outbox", outbox.step, min(OUTBOX_INTERVAL_S,
                                                                       a.interval_s)))  # fmt: skip
-        return cls(runner, alerts, outbox, workers)
+        return cls(runner, alerts, outbox, workers, webhook_pool)
 
     def observe(self, record: RequestRecord) -> None:
         """A finished request (called on the request path: an append, nothing more)."""
@@ -127,6 +131,8 @@ class Monitoring:
         for worker in self.workers:
             await worker.stop()
         self.runner.close()
+        if self._webhook_pool is not None:
+            self._webhook_pool.close()
 
     def worker_states(self) -> list[dict[str, Any]]:
         return [

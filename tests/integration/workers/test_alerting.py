@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -310,3 +311,24 @@ async def test_concurrent_outbox_workers_deliver_each_notification_once(engine: 
         assert sum(counts) == 6
         receiver.wait_for(6)
         assert len(receiver.deliveries) == 6
+
+
+async def test_the_webhook_pool_the_workers_built_is_closed_when_they_stop(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from monitor.config import Settings
+    from monitor.upstream.backend import BackendClient
+    from monitor.workers.background import Monitoring
+
+    settings = Settings(
+        database_url="sqlite:///unused.db",
+        spool_dir=str(tmp_path / "spool"),
+        probes={"enabled": False},
+        health={"enabled": False},
+    )
+    monitoring = Monitoring.from_settings(settings, engine, BackendClient(settings))
+    assert monitoring.outbox is not None and isinstance(monitoring.outbox.post, ThreadedPost)
+    await monitoring.start()
+    await monitoring.stop()
+    with pytest.raises(RuntimeError, match="shutdown"):  # its threads are gone with it
+        await monitoring.outbox.post("http://127.0.0.1:9/", b"{}", {})
