@@ -15,7 +15,7 @@ import httpx
 from monitor.store.engine import make_engine
 from monitor.store.queries import get_request
 from tests.support.fake_backend import FakeBackend
-from tests.support.servers import free_port, wait_until_ok
+from tests.support.servers import start_serve
 
 
 def run_cli(
@@ -69,27 +69,10 @@ def test_sigterm_drains_streams_and_flushes_records(
     tmp_path: Path, fake_backend: FakeBackend, fake_backend_url: str
 ) -> None:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    port = free_port()
     fake_backend.script.chunks = 10
     fake_backend.script.chunk_s = 0.1
-    env = {
-        **os.environ,
-        "MONITOR_BACKEND_URL": fake_backend_url,
-        "MONITOR_DATABASE_URL": url,
-        "MONITOR_PORT": str(port),
-        "MONITOR_SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "serve", "--migrate"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc, base = start_serve(tmp_path, fake_backend_url)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_ok(f"{base}/health", proc, timeout=30)
-
         result: dict[str, str | bytes] = {}
 
         def client() -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -79,3 +83,35 @@ def wait_until_ok(url: str, process: Any, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer 200 within {timeout}s")
         time.sleep(0.1)
+
+
+def start_serve(
+    tmp_path: Path, backend_url: str, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`gemma-monitor serve --migrate` as its own process on a free port, on a SQLite file and a
+    spool in `tmp_path`, in front of `backend_url`; `settings` are more MONITOR_* variables
+    (`max_client_connections="3"`). Returns once /health answers; the caller stops it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MONITOR_BACKEND_URL": backend_url,
+        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
+        "MONITOR_PORT": str(port),
+        "MONITOR_SPOOL_DIR": str(tmp_path / "spool"),
+        **{f"MONITOR_{name.upper()}": value for name, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "serve", "--migrate"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ok(f"{url}/health", process, timeout=30)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, url

@@ -16,9 +16,6 @@ clients, and the gaps would measure that.
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -28,7 +25,7 @@ import httpx
 import orjson
 
 from tests.support.fake_backend import FakeBackend
-from tests.support.servers import free_port, wait_until_ok
+from tests.support.servers import start_serve
 
 TEXT_CHARS = 8192  # the default policy's max_chars per text
 TEXTS = 16  # 16 x 8192 = 131072: its max_total_chars
@@ -92,37 +89,10 @@ def hostile_bodies() -> list[tuple[str, str, bytes]]:
     return bodies
 
 
-def serve(tmp_path: Path, backend_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    """The proxy with its default settings and policy, as its own process."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MONITOR_BACKEND_URL": backend_url,
-        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
-        "MONITOR_PORT": str(port),
-        "MONITOR_SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "serve", "--migrate"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ok(f"{url}/health", process, timeout=30)
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return process, url
-
-
 def test_no_request_stalls_a_stream(
     tmp_path: Path, fake_backend: FakeBackend, fake_backend_url: str
 ) -> None:
-    process, url = serve(tmp_path, fake_backend_url)
+    process, url = start_serve(tmp_path, fake_backend_url)
     try:
         largest, statuses = stream_under_attack(url, fake_backend)
     finally:

@@ -4,10 +4,8 @@ connection closed; past `max_client_connections`, new requests get 503 from the 
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ import httpx
 
 from tests.support.fake_backend import FakeBackend
 from tests.support.proxy import RunningProxy
-from tests.support.servers import free_port, wait_until_ok
+from tests.support.servers import start_serve
 
 CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}'
 
@@ -77,25 +75,8 @@ def test_a_body_sent_byte_by_byte_gets_408_and_the_connection_closed(
 def test_past_max_client_connections_new_requests_get_503(
     tmp_path: Path, fake_backend_url: str
 ) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "MONITOR_BACKEND_URL": fake_backend_url,
-        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
-        "MONITOR_PORT": str(port),
-        "MONITOR_SPOOL_DIR": str(tmp_path / "spool"),
-        "MONITOR_MAX_CLIENT_CONNECTIONS": "3",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "serve", "--migrate"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_serve(tmp_path, fake_backend_url, max_client_connections="3")
     try:
-        wait_until_ok(f"{base}/health", proc, timeout=30)
         idle = [connect(base) for _ in range(3)]  # connected, never a request (slowloris)
         try:
             time.sleep(0.2)
