@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -142,6 +143,18 @@ def _upsert_alert(conn: Connection, alert: Alert, now: datetime) -> None:
         )
 
 
+def url_origin(url: str) -> str:
+    """What the outbox stores of a receiver's URL: its origin, with "/…" when it had more.
+    Receiver URLs often carry their credential (Slack's path, a `?token=`), and delivery reads
+    the whole URL from the configuration, never from the row."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.hostname or ''}"
+    if parts.port is not None:
+        origin += f":{parts.port}"
+    rest = parts.path not in ("", "/") or parts.query or parts.fragment
+    return origin + "/…" if rest else origin
+
+
 def _enqueue(conn: Connection, enqueued: Sequence[Enqueued], now: datetime) -> None:
     rows = [
         {
@@ -150,7 +163,7 @@ def _enqueue(conn: Connection, enqueued: Sequence[Enqueued], now: datetime) -> N
             "fingerprint": item.fingerprint,
             "rule": item.rule,
             "kind": item.kind,
-            "url": item.outgoing.url,
+            "url": url_origin(item.outgoing.url),
             "body": item.outgoing.body.decode(),
             "headers": item.outgoing.headers,
             "status": "pending",

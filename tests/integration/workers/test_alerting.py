@@ -8,6 +8,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -332,3 +333,28 @@ async def test_the_webhook_pool_the_workers_built_is_closed_when_they_stop(
     await monitoring.stop()
     with pytest.raises(RuntimeError, match="shutdown"):  # its threads are gone with it
         await monitoring.outbox.post("http://127.0.0.1:9/", b"{}", {})
+
+
+async def test_a_receivers_url_is_stored_without_its_path_or_query(engine: Engine) -> None:
+    """Receiver URLs often carry their credential (Slack's path, a `?token=`): the outbox row
+    keeps the origin only, for the operator to see where it went; delivery reads the URL from
+    the configuration."""
+    clock = Clock()
+    receiver = RecordingReceiver(secret=SECRET)
+    with ReceiverServer(receiver) as server:
+        url = f"{server.url}/services/T000/B000/secret-token?key=hunter2"
+        receivers = [receiver_config(server, url=url)]
+        alerts = AlertEngine(engine, [success_rule()], receivers, now=clock)
+        outbox = outbox_for(engine, receivers, clock)
+        traffic(engine, clock.now - timedelta(seconds=30), "backend_error", 10, "down")
+        await alerts.step()
+        clock.advance(25)
+        assert [n.kind for n in await alerts.step()] == ["firing"]
+        assert await outbox.step() == 1
+        (delivered,) = receiver.wait_for(1)
+    assert delivered.path.endswith("/services/T000/B000/secret-token")
+    (row,) = alert_store.list_deliveries(engine)
+    assert row.status == "delivered"
+    origin = urlsplit(server.url)
+    assert row.url == f"http://{origin.hostname}:{origin.port}/…"
+    assert "secret-token" not in row.url and "hunter2" not in row.url
