@@ -214,8 +214,8 @@ class Settings(BaseSettings):
     request_body_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description="Longest a proxied request's body may take to arrive once its headers are "
-        "in; beyond, 408 and the connection is closed (a client sending it byte by byte).",
+        description="Longest a request's body (any route) may take to arrive once its headers "
+        "are in; beyond, 408 and the connection is closed (a client sending it byte by byte).",
     )
     max_client_connections: int | None = Field(
         default=1024,

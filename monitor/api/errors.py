@@ -15,6 +15,7 @@ not in an `Exception` handler, because Starlette runs such a handler outside eve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.errors import (
+    BodyTimeout,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -125,8 +127,9 @@ class RequestIds:
     handler into a logged 500 INTERNAL_ERROR. Pure ASGI rather than `BaseHTTPMiddleware`,
     which would buffer responses through a second task."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, body_timeout_s: float | None = None) -> None:
         self.app = app
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,6 +147,8 @@ class RequestIds:
                 message = {**message, "headers": [*headers, header]}
             await send(message)
 
+        if self.body_timeout_s is not None:
+            receive = _body_deadline(receive, self.body_timeout_s)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
@@ -154,9 +159,36 @@ class RequestIds:
             await error_response(scope, error)(scope, receive, send_with_id)
 
 
-def install_error_handling(app: FastAPI) -> None:
-    """Register the handlers above and the request-id middleware on `app`."""
+def _body_deadline(receive: Receive, timeout_s: float) -> Receive:
+    """`receive`, raising `BodyTimeout` (408, the connection closed) when the request body has
+    not all arrived `timeout_s` after it was first asked for: a client sending a body byte by
+    byte cannot hold a connection (and a route) for ever. After the body, it is `receive`."""
+    deadline: float | None = None
+    done = False
+
+    async def timed() -> Message:
+        nonlocal deadline, done
+        if done:
+            return await receive()
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + timeout_s
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            error = BodyTimeout(f"the request body did not arrive within {timeout_s:g}s")
+            error.headers.append((b"connection", b"close"))
+            raise error from None
+        done = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return timed
+
+
+def install_error_handling(app: FastAPI, *, body_timeout_s: float | None = None) -> None:
+    """Register the handlers above and the request-id middleware on `app` (with a time limit
+    on reading request bodies when `body_timeout_s` is given)."""
     app.add_exception_handler(ProxyError, _on_proxy_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_middleware(RequestIds)
+    app.add_middleware(RequestIds, body_timeout_s=body_timeout_s)

@@ -58,7 +58,7 @@ def build_api(
     admission.on_refusal = metrics.observe
     if admission.checks_host:
         api.add_middleware(HostCheck, admission=admission)  # inside RequestIds: ids on refusals
-    install_error_handling(api)
+    install_error_handling(api, body_timeout_s=settings.request_body_timeout_s)
     api.include_router(ops_router(backend, recorder, metrics, settings, monitoring))
     api.include_router(listing_router(backend, settings.backend_protocol, admission))
     engine = recorder.engine

@@ -33,19 +33,18 @@ def read_until_closed(sock: socket.socket, within_s: float) -> bytes:
     return data
 
 
-def test_a_body_sent_byte_by_byte_gets_408_and_the_connection_closed(
-    make_proxy: Callable[..., RunningProxy], fake_backend: FakeBackend
-) -> None:
-    proxy = make_proxy(request_body_timeout_s=0.5)
-    with connect(proxy.url) as sock:
+def send_byte_by_byte(url: str, path: str, body: bytes) -> tuple[bytes, float]:
+    """POST `body` one byte every 50 ms; the answer (read until the server closes) and how
+    long it took to come."""
+    with connect(url) as sock:
         sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json"
-            b"\r\ncontent-length: %d\r\n\r\n" % len(CHAT)
+            b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json"
+            b"\r\ncontent-length: %d\r\n\r\n" % (path.encode(), len(body))
         )
         started = time.monotonic()
         sock.settimeout(0.1)
         answer = b""
-        for byte in CHAT:  # one byte every 50 ms: the whole body would take 4 s
+        for byte in body:  # the whole body would take seconds
             try:
                 sock.sendall(bytes([byte]))
             except OSError:
@@ -57,7 +56,14 @@ def test_a_body_sent_byte_by_byte_gets_408_and_the_connection_closed(
                 continue
             break
         answer += read_until_closed(sock, 5)
-        elapsed = time.monotonic() - started
+        return answer, time.monotonic() - started
+
+
+def test_a_body_sent_byte_by_byte_gets_408_and_the_connection_closed(
+    make_proxy: Callable[..., RunningProxy], fake_backend: FakeBackend
+) -> None:
+    proxy = make_proxy(request_body_timeout_s=0.5)
+    answer, elapsed = send_byte_by_byte(proxy.url, "/v1/chat/completions", CHAT)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b"connection: close" in answer.lower()
     assert b"did not arrive within 0.5s" in answer
@@ -70,6 +76,18 @@ def test_a_body_sent_byte_by_byte_gets_408_and_the_connection_closed(
         headers={"content-type": "application/json"},
     )
     assert resp.status_code == 200
+
+
+def test_the_other_routes_bodies_have_the_same_time_limit(
+    make_proxy: Callable[..., RunningProxy],
+) -> None:
+    proxy = make_proxy(request_body_timeout_s=0.5)
+    feedback = b'{"request_id": "0123456789abcdef0123456789abcdef", "rating": 4}'
+    answer, elapsed = send_byte_by_byte(proxy.url, "/v1/feedback", feedback)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"connection: close" in answer.lower() and b"x-request-id" in answer.lower()
+    assert b'"code":"VALIDATION_ERROR"' in answer
+    assert 0.4 < elapsed < 2.0, elapsed
 
 
 def test_past_max_client_connections_new_requests_get_503(
