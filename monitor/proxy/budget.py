@@ -21,13 +21,17 @@ from monitor.record import RequestRecord
 def cap_max_tokens(route: str, payload: dict[str, Any], remaining: int) -> bool:
     """Cap the output tokens a request may ask for at `remaining` (at least 1), setting the cap
     when it asks for none: OpenAI's `max_tokens` and `max_completion_tokens`, Ollama's
-    `options.num_predict` (negative: unlimited). True when the payload changed."""
+    `options.num_predict` (negative: unlimited). An OpenAI request for `n` choices gets each
+    its share. True when the payload changed."""
     cap = max(1, remaining)
     if route.startswith("/api/"):
         options = payload.get("options")
         if not isinstance(options, dict):
             options = payload["options"] = {}
         return _cap(options, "num_predict", cap, required=True)
+    choices = payload.get("n")
+    if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+        cap = max(1, remaining // choices)  # each choice is generated, and charged, in full
     changed = _cap(payload, "max_completion_tokens", cap, required=False)
     return _cap(payload, "max_tokens", cap, required="max_completion_tokens" not in payload) or (
         changed

@@ -345,3 +345,11 @@ def test_bad_trusted_proxy_setting_is_refused() -> None:
 
     with pytest.raises(SettingsError, match="trusted_proxies"):
         Settings.load(None, trusted_proxies="10.0.0.0/8,not-an-address")
+
+
+def test_several_choices_share_the_remaining_budget(make_proxy, fake_backend: FakeBackend) -> None:
+    proxy = make_proxy(rate_limit="100/minute", token_budget="60/minute")
+    resp = post(proxy, body={**CHAT, "stream": False, "n": 4})
+    assert resp.status_code == 200, resp.text
+    # 60 left, less the prompt ("Hi": one token, estimated), for 4 choices: 14 each
+    assert fake_backend.last.body["max_tokens"] == 14
