@@ -71,6 +71,10 @@ class BodyTooLarge(RequestInvalid):
 class BodyTimeout(RequestInvalid):
     status = 408
 
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the request body did not arrive within {timeout_s:g}s")
+        self.headers.append((b"connection", b"close"))  # the rest of the body is not read
+
 
 class OutOfRange(RequestInvalid):
     status = 422

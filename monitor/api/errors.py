@@ -176,9 +176,7 @@ def _body_deadline(receive: Receive, timeout_s: float) -> Receive:
         try:
             message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
         except TimeoutError:
-            error = BodyTimeout(f"the request body did not arrive within {timeout_s:g}s")
-            error.headers.append((b"connection", b"close"))
-            raise error from None
+            raise BodyTimeout(timeout_s) from None
         done = message["type"] != "http.request" or not message.get("more_body", False)
         return message
 

@@ -78,9 +78,7 @@ class Exchange:
         except asyncio.CancelledError:
             if not self._body_late or task.uncancel() > 0:
                 raise  # cancelled from elsewhere too
-            error = BodyTimeout(f"the request body did not arrive within {timeout_s:g}s")
-            error.headers.append((b"connection", b"close"))
-            raise error from None
+            raise BodyTimeout(timeout_s) from None
         finally:
             timer.cancel()
 
