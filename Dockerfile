@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY monitor monitor
 COPY migrations migrations
 COPY policies policies
+COPY dashboard dashboard
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -1,4 +1,4 @@
-"""`gemma-monitor`: serve, db upgrade/current, report, policy check, eval-guard, demo.
+"""`gemma-monitor`: serve, db upgrade/current, dashboard, report, policy check, eval-guard, demo.
 
 The CLI builds `Settings` once and hands them on; errors the operator can fix (bad settings, an
 un-migrated database) end the process with a message and exit code 2, never a traceback.
@@ -137,13 +137,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from monitor.config_types import parse_duration
-    from monitor.reports.report import build_report, render
+    from monitor.reports.report import build_report, write_report
     from monitor.store.engine import make_engine
     from monitor.store.migrate import NotMigratedError, check_migrated
 
     settings = _settings(args, database_url=args.database_url)
     try:
         window = parse_duration(args.window)
+        if window <= 0:
+            raise ValueError("a report window is longer than zero")
     except ValueError as exc:
         print(f"gemma-monitor: --window: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -151,18 +153,80 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         check_migrated(engine)
         until = datetime.now(UTC)
-        text = render(build_report(engine, until - timedelta(seconds=window), until), args.format)
+        report = build_report(engine, until - timedelta(seconds=window), until)
+        # JSON streams its per-request lists from the database while it writes
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as out:
+                write_report(report, args.format, out, engine)
+        else:
+            write_report(report, args.format, sys.stdout, engine)
     except NotMigratedError as exc:
         print(f"gemma-monitor: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         engine.dispose()
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            out.write(text)
-    else:
-        sys.stdout.write(text)
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """`streamlit run` on the installed dashboard script, with this interpreter, headless."""
+    import getpass
+    import importlib.util
+    import os
+
+    from monitor.passwords import hash_password
+
+    if args.hash_password:
+        password = (
+            getpass.getpass("Dashboard password: ")
+            if sys.stdin.isatty()
+            else sys.stdin.readline().rstrip("\n")
+        )
+        if not password:
+            print("gemma-monitor: an empty password", file=sys.stderr)
+            return EXIT_USAGE
+        print(hash_password(password))
+        return 0
+    settings = _settings(args, database_url=args.database_url)
+    if args.no_auth:
+        host = "127.0.0.1"  # no login: this machine only, whatever --host says
+    elif settings.dashboard_password is None and settings.dashboard.password_hash is None:
+        print(
+            "gemma-monitor: the dashboard needs a password: set MONITOR_DASHBOARD_PASSWORD (or "
+            "MONITOR_DASHBOARD__PASSWORD_HASH, from `gemma-monitor dashboard --hash-password`), "
+            "or pass --no-auth to serve it without one on 127.0.0.1 only",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    else:
+        host = args.host
+    spec = importlib.util.find_spec("streamlit")
+    entry = importlib.util.find_spec("monitor.dashboard.app")
+    if spec is None or entry is None or entry.origin is None:
+        print(
+            "gemma-monitor: the dashboard needs the `dashboard` extra: "
+            "pip install 'gemma-monitor[dashboard]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    command = [
+        sys.executable, "-m", "streamlit", "run", entry.origin,
+        "--server.address", host, "--server.port", str(args.port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+        "--",
+    ]  # fmt: skip
+    if args.config:
+        command += ["--config", args.config]
+    if args.no_auth:
+        command.append("--no-auth")
+    env = dict(os.environ)
+    if args.database_url:
+        env["MONITOR_DATABASE_URL"] = args.database_url
+    print(f"Gemma Monitor dashboard at http://{host}:{args.port}", file=sys.stderr)
+    sys.stdout.flush()
+    os.execve(sys.executable, command, env)  # streamlit owns the process from here
+    return 0  # not reached
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -238,6 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="write to this file instead of standard output")
     report.add_argument("--database-url")
     report.set_defaults(func=cmd_report)
+
+    dashboard = sub.add_parser("dashboard", help="the Streamlit dashboard (the dashboard extra)")
+    dashboard.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--database-url")
+    dashboard.add_argument(
+        "--no-auth", action="store_true", help="no login; listens on 127.0.0.1 only"
+    )
+    dashboard.add_argument(
+        "--hash-password", action="store_true",
+        help="print a hash of a password (asked for, or read from standard input) for "
+        "MONITOR_DASHBOARD__PASSWORD_HASH, and exit",
+    )  # fmt: skip
+    dashboard.set_defaults(func=cmd_dashboard)
 
     demo = sub.add_parser("demo", help="a local Gemma 3 270M backend and the proxy on SQLite")
     demo.add_argument("--host", default="127.0.0.1")

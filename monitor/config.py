@@ -43,7 +43,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from monitor.config_types import AlertRule, Duration, RateLimit, WebhookReceiver
+from monitor.config_types import AlertRule, Duration, RateLimit, WebhookReceiver, parse_duration
+from monitor.passwords import parse_hash
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -164,6 +165,111 @@ class AlertSettings(_Section):
     external_url: str = Field(
         default="", description="This monitor's public URL, for links in notifications."
     )
+
+
+class DashboardSettings(_Section):
+    """The Streamlit dashboard (`dashboard:`, MONITOR_DASHBOARD__*); its password is
+    MONITOR_DASHBOARD_PASSWORD (`dashboard_password`), or a hash of it here."""
+
+    password_hash: str | None = Field(
+        default=None,
+        description="pbkdf2_sha256$<iterations>$<salt hex>$<key hex>, instead of the password "
+        "in clear (make one: gemma-monitor dashboard --hash-password).",
+    )
+    session_ttl_s: Duration = Field(
+        default=43200.0, gt=0, description="How long a login lasts, reloads and restarts included."
+    )
+    refresh_s: Duration = Field(
+        default=5.0, ge=1, description="Seconds between refreshes in live mode."
+    )
+
+    @field_validator("password_hash", mode="before")
+    @classmethod
+    def _check_hash(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            parse_hash(value)  # raises ValueError saying the expected format
+            return value.strip()
+        return value
+
+
+class ReportSettings(_Section):
+    """Scheduled health reports, sent to the webhook receivers through the alert outbox
+    (`reports:` in monitor.yaml, MONITOR_REPORTS__*)."""
+
+    schedule: str = Field(
+        default="off",
+        description="off; daily (at `at`, UTC); or an interval such as 6h or 7d, counted from "
+        "midnight UTC.",
+    )
+    at: str = Field(
+        default="06:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="UTC time of day (HH:MM) of the daily report.",
+    )
+    window: Duration = Field(
+        default=86400.0, gt=0, description="Span a report covers, ending at its scheduled time."
+    )
+    format: Literal["md", "html"] = Field(
+        default="md", description="The report's body: md (chat, tickets) or html (mail)."
+    )
+    receivers: list[str] = Field(
+        default_factory=list, description="Webhook receivers (by name) sent reports; empty: all."
+    )
+    interval_s: Duration = Field(
+        default=60.0, gt=0, description="How often the scheduler looks for a report due."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        text = value.strip().lower()
+        if text in ("off", "daily"):
+            return text
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            raise ValueError("reports.schedule is off, daily, or an interval such as 6h") from None
+        if seconds < 60:
+            raise ValueError("a report interval is at least a minute")
+        return text
+
+
+class RollupSettings(_Section):
+    """Per-minute and per-hour rollups, what long windows are read from (`rollups:`)."""
+
+    enabled: bool = Field(default=True, description="Keep the rollups up to date.")
+    interval_s: Duration = Field(
+        default=10.0, gt=0, description="Seconds between steps of the rollup worker."
+    )
+    lag_s: Duration = Field(
+        default=120.0,
+        gt=0,
+        description="A minute is rolled up this long after it ends; records written later "
+        "(a spool replay, a long stream) get it rolled up again.",
+    )
+
+
+class RetentionSettings(_Section):
+    """Pruning old rows (`retention:`): raw records and minute rollups after `raw_days`,
+    hour rollups after `rollup_days`."""
+
+    enabled: bool = Field(default=True, description="Prune old rows.")
+    raw_days: float = Field(
+        default=30.0, gt=0, description="Days raw records (and minute rollups) are kept."
+    )
+    rollup_days: float = Field(default=365.0, gt=0, description="Days hour rollups are kept.")
+    interval_s: Duration = Field(default=300.0, gt=0, description="Seconds between prunes.")
+    batch_size: int = Field(
+        default=5000, ge=1, description="Rows deleted per transaction (keeps locks short)."
+    )
+
+    @model_validator(mode="after")
+    def _rollups_outlive_raw(self) -> RetentionSettings:
+        if self.rollup_days < self.raw_days:
+            raise ValueError("retention.rollup_days must be at least retention.raw_days")
+        return self
 
 
 class Settings(BaseSettings):
@@ -333,11 +439,22 @@ class Settings(BaseSettings):
     backend_metrics: BackendMetricsSettings = BackendMetricsSettings()
     quality: QualitySettings = QualitySettings()
     alerts: AlertSettings = AlertSettings()
+    rollups: RollupSettings = RollupSettings()
+    retention: RetentionSettings = RetentionSettings()
+    reports: ReportSettings = ReportSettings()
     webhook_url: SecretStr | None = Field(
         default=None, description="One generic alert receiver (more under alerts.webhooks)."
     )
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 secret of the MONITOR_WEBHOOK_URL receiver."
+    )
+
+    # dashboard
+    dashboard: DashboardSettings = DashboardSettings()
+    dashboard_password: SecretStr | None = Field(
+        default=None,
+        description="Dashboard login (or dashboard.password_hash); without either the "
+        "dashboard starts only with --no-auth, on 127.0.0.1.",
     )
 
     # lifecycle
@@ -355,6 +472,7 @@ class Settings(BaseSettings):
         "webhook_url",
         "webhook_secret",
         "hash_key",
+        "dashboard_password",
         mode="before",
     )
     @classmethod

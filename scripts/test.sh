@@ -6,11 +6,13 @@
 #   scripts/test.sh tests/unit -x   # arguments go to pytest
 #
 # Integration tests need Postgres and Redis (.ci/run starts them); e2e tests start a local
-# Gemma 3 270M through llama.cpp (the first run builds llama-cpp-python: ~10 minutes).
+# Gemma 3 270M through llama.cpp (the first run builds llama-cpp-python: ~10 minutes); the
+# dashboard's browser test needs Chromium (scripts/ensure_chromium.sh installs it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/_venv.sh"
-setup_venv postgres,local-backend,quality,shieldgemma,test,dev
+setup_venv postgres,local-backend,quality,shieldgemma,dashboard,test,dev
 cd "$ROOT"
+bash "$ROOT/scripts/ensure_chromium.sh"  # the dashboard's browser test
 "$ROOT/.venv/bin/lint-imports" --no-cache
 exec "$ROOT/.venv/bin/python" -m pytest -q "$@"

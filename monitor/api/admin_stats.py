@@ -8,6 +8,7 @@ asks the monitor, behind the same bearer token as the rest of `/admin`.
 - `GET /admin/alerts/{fingerprint}`: one alert's history (its events, oldest first).
 - `POST /admin/alerts/{fingerprint}/ack` `{"by": "alice"}`: acknowledge an active alert.
 - `GET /admin/deliveries?status=failed`: the webhook outbox.
+- `GET /admin/report?window=24h&format=json|md|html`: the health report (`admin_report.py`).
 
 A window that cannot be read, ends before it starts or spans more than `MAX_WINDOW` is 422
 VALIDATION_ERROR; an unknown fingerprint is 404 NOT_FOUND (rendered by `monitor.api.errors`).
@@ -23,6 +24,7 @@ from fastapi import APIRouter, Body, Query
 from pydantic import SecretStr
 
 from monitor.api.admin import bearer_dependency
+from monitor.api.admin_report import report_router
 from monitor.config_types import parse_duration
 from monitor.errors import NotFound, OutOfRange
 from monitor.store import alerts as alert_store
@@ -61,6 +63,7 @@ def _aware(moment: datetime) -> datetime:
 
 def monitoring_router(token: SecretStr, monitoring: Monitoring, engine: Engine) -> APIRouter:
     router = APIRouter(prefix="/admin", dependencies=[bearer_dependency(token)])
+    router.include_router(report_router(engine))  # GET /admin/report (admin_report.py)
 
     @router.get("/summary")
     async def summary(

@@ -125,8 +125,9 @@ def _upsert_alert(conn: Connection, alert: Alert, now: datetime) -> None:
         "threshold": alert.threshold,
         "fired_at": alert.fired_at,
         "resolved_at": alert.resolved_at,
-        "acknowledged_at": alert.acknowledged_at,
-        "acknowledged_by": alert.acknowledged_by,
+        # An acknowledgement stored by the dashboard since the worker's last read stands.
+        "acknowledged_at": func.coalesce(_a.acknowledged_at, alert.acknowledged_at),
+        "acknowledged_by": func.coalesce(_a.acknowledged_by, alert.acknowledged_by),
         "updated_at": now,
         "snapshot": alert.to_dict(),
     }
@@ -136,6 +137,7 @@ def _upsert_alert(conn: Connection, alert: Alert, now: datetime) -> None:
         .values(**values)
     ).rowcount
     if not changed:
+        values.update(acknowledged_at=alert.acknowledged_at, acknowledged_by=alert.acknowledged_by)
         conn.execute(
             insert(alerts_table).values(
                 fingerprint=alert.fingerprint, pending_since=alert.pending_since, **values
@@ -182,6 +184,16 @@ def active_snapshots(engine: Engine) -> list[dict[str, Any]]:
     query = select(_a.snapshot).where(_a.state.in_(ACTIVE_STATES)).order_by(_a.id)
     with engine.connect() as conn:
         return [dict(snapshot) for (snapshot,) in conn.execute(query)]
+
+
+def stored_acknowledgements(engine: Engine) -> dict[str, tuple[datetime, str | None]]:
+    """Who acknowledged each active alert, and when, as stored (the dashboard acknowledges
+    through the store, not through the alert worker)."""
+    query = select(_a.fingerprint, _a.acknowledged_at, _a.acknowledged_by).where(
+        _a.state.in_(ACTIVE_STATES), _a.acknowledged_at.is_not(None)
+    )
+    with engine.connect() as conn:
+        return {fp: (at, by) for fp, at, by in conn.execute(query)}
 
 
 def list_alerts(

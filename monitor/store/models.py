@@ -277,3 +277,126 @@ quality_scores_table: Table = Base.metadata.tables["quality_scores"]
 alerts_table: Table = Base.metadata.tables["alerts"]
 alert_events_table: Table = Base.metadata.tables["alert_events"]
 alert_deliveries_table: Table = Base.metadata.tables["alert_deliveries"]
+
+
+# -- rollups (`monitor.store.rollups`) -----------------------------------------------------------
+# Each rollup row sums one bucket of time (`resolution_s`: 60, a minute, or 3600, an hour,
+# starting at `bucket`) for one combination of its key columns. Key columns hold '' for a
+# missing value, never NULL, so the primary key is the natural key on every database.
+# Histograms are `monitor.store.histogram.Histogram.to_json()`, their sums beside them.
+
+
+class RequestRollupRow(Base):
+    """Requests of one minute or hour, per model, backend and outcome. As few keys as the
+    readers filter or group on: every key multiplies the rows a 30-day window merges (routes
+    are counted per principal, in `rollup_principals`)."""
+
+    __tablename__ = "rollup_requests"
+
+    resolution_s: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer(), nullable=False)
+    streams: Mapped[int] = mapped_column(Integer(), nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    latency_ms: Mapped[dict[str, int]] = mapped_column(JSON(), nullable=False)
+    latency_ms_sum: Mapped[float] = mapped_column(Float(), nullable=False)
+    ttft_ms: Mapped[dict[str, int]] = mapped_column(JSON(), nullable=False)
+    ttft_ms_sum: Mapped[float] = mapped_column(Float(), nullable=False)
+    itl_ms: Mapped[dict[str, int]] = mapped_column(JSON(), nullable=False)
+    itl_ms_sum: Mapped[float] = mapped_column(Float(), nullable=False)
+    tokens_per_s: Mapped[dict[str, int]] = mapped_column(JSON(), nullable=False)
+    tokens_per_s_sum: Mapped[float] = mapped_column(Float(), nullable=False)
+    guard_ms: Mapped[dict[str, int]] = mapped_column(JSON(), nullable=False)
+    guard_ms_sum: Mapped[float] = mapped_column(Float(), nullable=False)
+
+
+class PrincipalRollupRow(Base):
+    """Requests and tokens of one minute or hour, per principal, route and outcome."""
+
+    __tablename__ = "rollup_principals"
+
+    resolution_s: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    route: Mapped[str] = mapped_column(String(), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer(), nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+
+
+class VerdictRollupRow(Base):
+    """Guard verdicts of one minute or hour, per request model and backend, stage, policy,
+    action and deciding finding; `scores` counts the highest classifier scores in 20 bins of
+    [0, 1] (`{"bin": count}`)."""
+
+    __tablename__ = "rollup_verdicts"
+
+    resolution_s: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    model: Mapped[str] = mapped_column(String(), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    policy: Mapped[str] = mapped_column(String(), primary_key=True)
+    action: Mapped[str] = mapped_column(String(16), primary_key=True)
+    category: Mapped[str] = mapped_column(String(), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(), primary_key=True)
+    verdicts: Mapped[int] = mapped_column(Integer(), nullable=False)
+    scores: Mapped[dict[str, int]] = mapped_column(JSON(), nullable=False)
+
+
+class ProbeRollupRow(Base):
+    """Probe values of one minute or hour, per probe, metric and target (NULL values left out)."""
+
+    __tablename__ = "rollup_probes"
+
+    resolution_s: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    probe: Mapped[str] = mapped_column(String(32), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(), primary_key=True)
+    samples: Mapped[int] = mapped_column(Integer(), nullable=False)
+    value_sum: Mapped[float] = mapped_column(Float(), nullable=False)
+    value_min: Mapped[float] = mapped_column(Float(), nullable=False)
+    value_max: Mapped[float] = mapped_column(Float(), nullable=False)
+
+
+class QualityRollupRow(Base):
+    """Quality scores of one minute or hour (by when they were scored), per scorer and metric."""
+
+    __tablename__ = "rollup_quality"
+
+    resolution_s: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    scorer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scores: Mapped[int] = mapped_column(Integer(), nullable=False)
+    value_sum: Mapped[float] = mapped_column(Float(), nullable=False)
+
+
+class RollupStateRow(Base):
+    """Where the rollups stand (one row, `name = 'rollups'`): minutes before `sealed_until`
+    are rolled up; `dirty_since`/`dirty_until` span records written there late (a spool
+    replay, a long stream), rolled up again by the next seal; raw rows before
+    `raw_pruned_until` are gone (retention), so rollups there are never rebuilt."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sealed_until: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    dirty_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dirty_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    raw_pruned_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+rollup_requests_table: Table = Base.metadata.tables["rollup_requests"]
+rollup_principals_table: Table = Base.metadata.tables["rollup_principals"]
+rollup_verdicts_table: Table = Base.metadata.tables["rollup_verdicts"]
+rollup_probes_table: Table = Base.metadata.tables["rollup_probes"]
+rollup_quality_table: Table = Base.metadata.tables["rollup_quality"]
+rollup_state_table: Table = Base.metadata.tables["rollup_state"]

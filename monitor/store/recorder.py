@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy.engine import Engine
@@ -43,6 +44,7 @@ from monitor.store.inserts import (
     normalize_rows,
     record_row,
 )
+from monitor.store.rollup_build import note_late
 from monitor.store.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
@@ -76,8 +78,12 @@ class Recorder:
         flush_interval_s: float = 0.25,
         retry_interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        late_after_s: float | None = None,
     ) -> None:
         self.engine = engine
+        # Records older than this when written (a spool replay, a long stream) may fall behind
+        # the rollups' watermark: their span is marked to be rolled up again. None: never.
+        self.late_after_s = late_after_s
         self.spool = spool
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -119,6 +125,8 @@ class Recorder:
             batch_size=settings.recorder_batch_size,
             flush_interval_s=settings.recorder_flush_interval_s,
             retry_interval_s=settings.recorder_retry_interval_s,
+            # half the rollups' lag: whatever lands behind their watermark is older than this
+            late_after_s=settings.rollups.lag_s / 2 if settings.rollups.enabled else None,
         )
 
     @property
@@ -271,6 +279,7 @@ class Recorder:
             return
         self.records_written_total += len(rows) - len(rejected)
         self._reject(rejected)
+        self._note_late(rows)
 
     def replay_spool(self, *, force: bool = False) -> bool:
         """Write spooled rows, oldest first; True once the spool is empty.
@@ -289,6 +298,7 @@ class Recorder:
                     rejected = insert_isolating(self.engine, chunk)
                     self.records_written_total += len(chunk) - len(rejected)
                     self._reject(rejected)
+                    self._note_late(chunk)
                 self.spool.remove_segment(segment)
                 replayed += segment.records
         except (SQLAlchemyError, OSError) as exc:
@@ -302,6 +312,20 @@ class Recorder:
                 replayed,
             )
         return True
+
+    def _note_late(self, rows: list[Row]) -> None:
+        """Have the rollups roll up again the span of rows written late (best effort: a
+        failure is logged, the rows are stored all the same)."""
+        if self.late_after_s is None:
+            return
+        times = [_aware(ts) for row in rows if isinstance(ts := row.get("ts"), datetime)]
+        if not times or min(times) >= datetime.now(UTC) - timedelta(seconds=self.late_after_s):
+            return
+        try:
+            note_late(self.engine, min(times), max(times) + timedelta(microseconds=1))
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("recorder: could not mark late records for the rollups: %s",
+                           describe_error(exc))  # fmt: skip
 
     def _write_records(self, records: list[RequestRecord]) -> None:
         # Rows are built here, in the worker thread, to keep the event loop free for requests.
@@ -372,3 +396,7 @@ class Recorder:
         self._spill(rows)
         self._processed += len(rows)
         self._progress.set()
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)

@@ -79,6 +79,7 @@ class AlertEngine:
             if not self._restored:
                 await self.start()
             now = self._now()
+            await self._sync_acknowledgements()
             summaries = await asyncio.to_thread(self._summaries, now)
             evaluations = [
                 evaluation
@@ -100,6 +101,14 @@ class AlertEngine:
                 return False
             await self._save(now)
             return True
+
+    async def _sync_acknowledgements(self) -> None:
+        """Take over acknowledgements stored by others (the dashboard writes them to the
+        store), so this step's save keeps them and the resolve notification carries them."""
+        stored = await asyncio.to_thread(alert_store.stored_acknowledgements, self.engine)
+        for alert in self.tracker.active():
+            if alert.acknowledged_at is None and alert.fingerprint in stored:
+                alert.acknowledged_at, alert.acknowledged_by = stored[alert.fingerprint]
 
     def _summaries(self, now: datetime) -> dict[float, Summary]:
         return summarize_windows(self.engine, sorted({r.window for r in self.rules}), now)

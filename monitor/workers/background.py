@@ -1,4 +1,5 @@
-"""The background half of the monitor: probes, health checks, alert evaluation, webhook delivery.
+"""The background half of the monitor: probes, health checks, alert evaluation, webhook delivery,
+scheduled reports.
 
 `Monitoring.from_settings(...)` builds each worker the settings turn on; the app's lifespan
 calls `start()` and `stop()`. Every worker is a `PeriodicWorker` around one step (see
@@ -34,6 +35,8 @@ from monitor.workers.health import health_request
 from monitor.workers.outbox import OutboxWorker
 from monitor.workers.periodic import PeriodicWorker
 from monitor.workers.probes import ProbeRunner
+from monitor.workers.reports import ReportScheduler
+from monitor.workers.rollups import RetentionWorker, RollupWorker
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -116,6 +119,28 @@ class Monitoring:
             workers.append(PeriodicWorker("alerts", alerts.step, a.interval_s))
             workers.append(PeriodicWorker("outbox", outbox.step, min(OUTBOX_INTERVAL_S,
                                                                       a.interval_s)))  # fmt: skip
+        if settings.reports.schedule != "off":
+            # scheduled reports go out through the same outbox, alerting on or off
+            receivers, a = settings.webhook_receivers(), settings.alerts
+            if outbox is None:
+                outbox = OutboxWorker(
+                    engine, receivers, post or (webhook_pool := ThreadedPost()),
+                    retry_base_s=a.retry_base_s,
+                    retry_cap_s=a.retry_cap_s, give_up_after_s=a.give_up_after_s, now=now,
+                )  # fmt: skip
+                workers.append(PeriodicWorker("outbox", outbox.step, OUTBOX_INTERVAL_S))
+            scheduler = ReportScheduler(engine, settings.reports, receivers, now=now)
+            workers.append(PeriodicWorker("reports", scheduler.step, settings.reports.interval_s))
+        if settings.rollups.enabled:
+            rollups = RollupWorker(engine, lag_s=settings.rollups.lag_s, now=now)
+            workers.append(PeriodicWorker("rollups", rollups.step, settings.rollups.interval_s))
+        if settings.retention.enabled:
+            r = settings.retention
+            retention = RetentionWorker(
+                engine, raw_days=r.raw_days, rollup_days=r.rollup_days,
+                batch_size=r.batch_size, now=now,
+            )  # fmt: skip
+            workers.append(PeriodicWorker("retention", retention.step, r.interval_s))
         return cls(runner, alerts, outbox, workers, webhook_pool)
 
     def observe(self, record: RequestRecord) -> None:

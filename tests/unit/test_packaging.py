@@ -26,7 +26,11 @@ def test_the_listed_packages_are_the_package_folders() -> None:
     with (REPO / "pyproject.toml").open("rb") as handle:
         config: dict[str, Any] = tomllib.load(handle)["tool"]["setuptools"]
     package_dir: dict[str, str] = config["package-dir"]
-    assert package_dir == {"monitor.migrations": "migrations", "monitor.policies": "policies"}
+    assert package_dir == {
+        "monitor.dashboard": "dashboard",
+        "monitor.migrations": "migrations",
+        "monitor.policies": "policies",
+    }
     folders = _packages_under(REPO / "monitor", "monitor")
     for package, folder in package_dir.items():
         folders |= _packages_under(REPO / folder, package)

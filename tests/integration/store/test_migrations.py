@@ -23,6 +23,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 ISSUE_TABLES = {"probe_samples", "quality_scores", "alerts", "alert_events", "alert_deliveries"}
+ROLLUP_TABLES = {
+    "rollup_requests", "rollup_principals", "rollup_verdicts", "rollup_probes", "rollup_quality",
+    "rollup_state",
+}  # fmt: skip
 
 
 def _tables(url: str) -> set[str]:
@@ -39,7 +43,14 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
 
     migrate.upgrade(db_url)
     assert migrate.current_revision(db_url) == head
-    assert _tables(db_url) == {"alembic_version", "requests", "guard_verdicts"} | ISSUE_TABLES
+    base_tables = {"alembic_version", "requests", "guard_verdicts"}
+    assert _tables(db_url) == base_tables | ISSUE_TABLES | ROLLUP_TABLES
+
+    migrate.downgrade(db_url, "0003")
+    assert _tables(db_url) == base_tables | ISSUE_TABLES
+
+    migrate.upgrade(db_url)
+    assert _tables(db_url) == base_tables | ISSUE_TABLES | ROLLUP_TABLES
 
     migrate.downgrade(db_url, "0002")
     assert _tables(db_url) == {"alembic_version", "requests", "guard_verdicts"}

@@ -114,7 +114,7 @@ def test_probes_store_samples_and_show_on_metrics_and_stats(
     assert stats["host"]["backend_rss_mb"] > 0
     assert stats["energy"]["joules_total"] > 0  # 100 W shared among the requests
     assert stats["summary"]["total_requests"] == 3
-    assert {w["name"] for w in stats["workers"]} == {"probes"}
+    assert {w["name"] for w in stats["workers"]} == {"probes", "rollups", "retention"}
 
     metrics = httpx.get(f"{proxy.url}/metrics").text
     assert 'gemma_monitor_gpu_temperature_celsius{gpu="0"} 71.0' in metrics

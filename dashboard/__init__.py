@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (`gemma-monitor dashboard`): pages over the store's read side."""
