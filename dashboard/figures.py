@@ -236,6 +236,13 @@ def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+def duration(ms: float | None) -> str:
+    """A latency as text that fits a headline tile: "850 ms" under a second, "10.96 s" above."""
+    if ms is None:
+        return "-"
+    return f"{ms:,.0f} ms" if ms < 1000 else f"{ms / 1000:,.2f} s"
+
+
 def ago(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "-"

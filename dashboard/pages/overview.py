@@ -29,8 +29,8 @@ def render(v: ui.View) -> None:
     cols[0].metric("Requests", fmt(numbers["requests"], digits=0))
     cols[1].metric("Success rate", fmt(numbers["success_rate"], " %", 2))
     cols[2].metric("Error rate", fmt(numbers["error_rate"], " %", 2))
-    cols[3].metric("p95 latency", fmt(numbers["latency_p95"], " ms", 0))
-    cols[4].metric("TTFT p95", fmt(numbers["ttft_p95"], " ms", 0))
+    cols[3].metric("p95 latency", figures.duration(numbers["latency_p95"]))
+    cols[4].metric("TTFT p95", figures.duration(numbers["ttft_p95"]))
     cols[5].metric("Tokens/s (mean)", fmt(numbers["tokens_per_s"], digits=1))
 
     if total.requests == 0:

@@ -20,9 +20,9 @@ def render(v: ui.View) -> None:
     total = rollups.request_totals(v.engine, since, until, **v.filters)
     numbers = figures.headline(total)
     cols = st.columns(4)
-    cols[0].metric("p50 latency", fmt(numbers["latency_p50"], " ms", 0))
-    cols[1].metric("p95 latency", fmt(numbers["latency_p95"], " ms", 0))
-    cols[2].metric("p99 latency", fmt(numbers["latency_p99"], " ms", 0))
+    cols[0].metric("p50 latency", figures.duration(numbers["latency_p50"]))
+    cols[1].metric("p95 latency", figures.duration(numbers["latency_p95"]))
+    cols[2].metric("p99 latency", figures.duration(numbers["latency_p99"]))
     cols[3].metric("Tokens/s (mean)", fmt(numbers["tokens_per_s"]))
     seed = figures.seed_thresholds()
     if total.requests == 0:

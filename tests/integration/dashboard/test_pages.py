@@ -23,7 +23,9 @@ def _exact_percentile(values: list[float], q: float) -> float:
 
 
 def _ms(text: str) -> float:
-    return float(re.sub(r"[^0-9.]", "", text))
+    """A shown duration ("850 ms", "10.96 s") in milliseconds."""
+    number = float(re.sub(r"[^0-9.]", "", text))
+    return number * 1000 if text.endswith(" s") else number
 
 
 def test_overview_shows_the_window_s_figures_and_the_firing_alert(

@@ -65,3 +65,9 @@ def test_probe_and_quality_means_weigh_every_sample_alike() -> None:
     assert figures.energy_per_1k_tokens(series) == 1000.0
     quality = {("heuristic", "overall"): [QualityPoint(T0, 0.5, 1), QualityPoint(T0, 1.0, 3)]}
     assert figures.quality_means(quality) == {"heuristic.overall": 0.875}
+
+
+def test_a_duration_fits_its_tile_in_ms_below_a_second_and_in_seconds_above() -> None:
+    assert figures.duration(None) == "-"
+    assert figures.duration(850.4) == "850 ms"
+    assert figures.duration(10_960.0) == "10.96 s"
