@@ -27,7 +27,7 @@ import pytest
 pytestmark = pytest.mark.wheel
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "monitor", "migrations", "policies")
+SOURCES = ("pyproject.toml", "README.md", "monitor", "migrations", "policies", "dashboard")
 
 
 def _run(*command: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -82,6 +82,7 @@ def test_the_wheel_holds_migrations_and_policies_inside_monitor(wheel: Path) -> 
     assert "monitor/migrations/script.py.mako" in names
     assert "monitor/migrations/versions/0001_requests.py" in names
     assert {"monitor/policies/default.yaml", "monitor/policies/strict.yaml"} <= set(names)
+    assert {"monitor/dashboard/app.py", "monitor/dashboard/pages/overview.py"} <= set(names)
     assert "monitor/py.typed" in names
     top_level = {name.split("/")[0] for name in names}
     assert {name for name in top_level if not name.endswith(".dist-info")} == {"monitor"}
@@ -170,6 +171,38 @@ def test_the_installed_command_migrates_and_finds_shipped_policies(
 
     assert not (site / "migrations").exists() and not (site / "policies").exists()
     assert (site / "monitor" / "migrations" / "versions" / "0003_probes_quality_alerts.py").exists()
+
+    # `dashboard` from the installed command serves the app installed inside the package.
+    port = _free_port()
+    dashboard = [command, "dashboard", "--no-auth", "--port", str(port)]
+    dashboard += ["--database-url", f"sqlite:///{tmp_path / 'serve.db'}"]
+    log = tmp_path / "dashboard.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [str(part) for part in dashboard], cwd=elsewhere, env=env, stdout=out, stderr=out
+        )
+    try:
+        health = _get_when_up(f"http://127.0.0.1:{port}/_stcore/health", server, log)
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert health.status_code == 200 and health.text == "ok", health.text
+    assert page.status_code == 200 and "<title>" in page.text
+    assert not (site / "dashboard").exists()
+
+
+def _get_when_up(url: str, server: subprocess.Popen[bytes], log: Path) -> httpx.Response:
+    """GET `url` once the server answers at all (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, log.read_text()
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _free_port() -> int:
