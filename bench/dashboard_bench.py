@@ -38,12 +38,13 @@ from monitor.dashboard import windows
 from monitor.dashboard.windows import Window
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from monitor.store import rollups, views
 from monitor.store.engine import make_engine, normalize_url
 from monitor.store.models import Base
 
-WINDOWS = {"24h": "Last 24 hours", "30d": "Last 30 days"}  # report window: dashboard preset
+WINDOWS = {"24h": "Last 24 hours", "30d": "Last 30 days"}  # `report --window`: the page preset
 FORMATS = ("json", "md", "html")
 
 
@@ -194,7 +195,7 @@ def sizes(engine: Engine) -> tuple[int, dict[str, int]]:
                         {"t": name},
                     ).scalar_one()
                 )
-            except Exception:  # SQLite built without the dbstat table
+            except OperationalError:  # SQLite built without the dbstat table
                 has_dbstat = False
                 break
         if not has_dbstat:
@@ -247,10 +248,8 @@ def prune_copy(url: str, keep_raw_days: float) -> dict[str, Any]:
 
 
 def _create_copy(conn: Any, copy_name: str, source: str, patience_s: float = 300.0) -> None:
-    """CREATE DATABASE ... TEMPLATE, which needs the source to have no other session: retried
+    """CREATE DATABASE ... TEMPLATE, which needs the source to have no other connection: retried
     while someone else is connected to it, for up to `patience_s`."""
-    from sqlalchemy.exc import OperationalError
-
     deadline = time.monotonic() + patience_s
     while True:
         try:
@@ -259,7 +258,7 @@ def _create_copy(conn: Any, copy_name: str, source: str, patience_s: float = 300
         except OperationalError as exc:
             if "being accessed by other users" not in str(exc) or time.monotonic() > deadline:
                 raise
-            print(f"  {source} is in use by another session: waiting to copy it", flush=True)
+            print(f"  {source} is in use by another connection: waiting to copy it", flush=True)
             time.sleep(5)
 
 
@@ -385,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prune-database-url",
         help="prune this database in place instead of a copy: a second store filled alike "
-        "(a Postgres database cannot be copied while another session uses it)",
+        "(a Postgres database cannot be copied while another connection uses it)",
     )
     parser.add_argument("--name", default=None, help="the heading of the printed section")
     args = parser.parse_args(argv)

@@ -48,10 +48,10 @@ def _lines(
         alt.Chart(alt.Data(values=_jsonable(data_rows)), title=title)
         .mark_line(point=len({r["time"] for r in data_rows}) <= 30)
         .encode(
-            x=alt.X("time:T", title=None),
+            x=_time_axis(),
             y=alt.Y("value:Q", title=y_title),
             color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
-            tooltip=["time:T", "series:N", alt.Tooltip("value:Q", format=",.2f")],
+            tooltip=[_time_tooltip(), "series:N", alt.Tooltip("value:Q", format=",.2f")],
         )
     )
     if threshold is None:
@@ -67,17 +67,32 @@ def _lines(
 def bar_chart(
     rows: Sequence[Row], *, x: str, y: str, title: str, color: str | None = None
 ) -> alt.Chart:
-    kind = "T" if x == "time" else "N"
+    timed = x == "time"
     encoding: dict[str, Any] = {
-        "x": alt.X(f"{x}:{kind}", title=None, sort=None),
+        "x": _time_axis() if timed else alt.X(f"{x}:N", title=None, sort=None),
         "y": alt.Y(f"{y}:Q", title=y),
-        "tooltip": [f"{x}:{kind}", f"{y}:Q"],
+        "tooltip": [_time_tooltip() if timed else f"{x}:N", f"{y}:Q"],
     }
     if color is not None:
         encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="bottom"))
     return (
         alt.Chart(alt.Data(values=_jsonable(list(rows))), title=title).mark_bar().encode(**encoding)
     )
+
+
+# Times are shown in UTC on a 24-hour clock, as the window picker states them; a time scale
+# would otherwise show the browser's local time on a 12-hour clock.
+_TIME_FORMAT = "%d %b %H:%M"
+
+
+def _time_axis() -> alt.X:
+    return alt.X(
+        "time:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format=_TIME_FORMAT)
+    )
+
+
+def _time_tooltip() -> alt.Tooltip:
+    return alt.Tooltip("time:T", title="time (UTC)", format=_TIME_FORMAT, formatType="utc")
 
 
 def _jsonable(rows: list[Row]) -> list[Row]:

@@ -214,6 +214,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "--server.address", host, "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+        "--client.toolbarMode", "viewer",  # no "Deploy" button: this is an operator's tool
         "--",
     ]  # fmt: skip
     if args.config:
