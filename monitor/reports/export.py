@@ -27,6 +27,8 @@ import json
 from collections.abc import Generator, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+import orjson
+
 from monitor.reports.model import HealthReport
 from monitor.store.reports import ExportedQuality, ExportedRequest, iter_quality, iter_requests
 
@@ -34,7 +36,12 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 BATCH = 500  # entries per yielded piece of text
-_ENTRY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _entry(entry: dict[str, Any]) -> str:
+    """One entry as compact JSON (orjson: a tenth of the standard encoder's time per entry,
+    which counts at a million entries; a NaN would be null, never the invalid `NaN`)."""
+    return orjson.dumps(entry).decode()
 
 
 def document(report: HealthReport) -> dict[str, Any]:
@@ -126,7 +133,7 @@ def _entries(entries: Iterator[dict[str, Any]]) -> Iterator[str]:
     batch: list[str] = []
     written = False
     for entry in entries:
-        batch.append(_ENTRY(entry))
+        batch.append(_entry(entry))
         if len(batch) == BATCH:
             yield ("," if written else "") + "\n    " + ",\n    ".join(batch)
             batch, written = [], True
