@@ -42,7 +42,7 @@ def render(v: ui.View) -> None:
             shown += 1
 
     st.subheader("Lowest-scoring answers")
-    lowest = views.lowest_scores(v.engine, v.window.since, v.window.until)
+    lowest = views.lowest_scores(v.engine, v.window.since, v.window.until, **v.filters)
     if not lowest:
         ui.empty("No `overall` score in this window.")
         return

@@ -55,7 +55,7 @@ def render(v: ui.View) -> None:
         )  # fmt: skip
 
     st.subheader("Recent verdicts")
-    recent = views.recent_verdicts(v.engine, v.window.since, v.window.until)
+    recent = views.recent_verdicts(v.engine, v.window.since, v.window.until, **v.filters)
     if not recent:
         ui.empty("No block, redaction or flag in this window.")
         return

@@ -298,8 +298,11 @@ def recent_verdicts(
     *,
     actions: tuple[str, ...] = ("block", "redact", "flag"),
     limit: int = 50,
+    model: str | None = None,
+    backend: str | None = None,
 ) -> list[VerdictView]:
-    """The newest verdicts of the window whose action is one of `actions`, newest first."""
+    """The newest verdicts of the window whose action is one of `actions`, newest first (of
+    requests to `model` and `backend` where given)."""
     query = (
         select(
             _v.request_id, _v.ts, _v.stage, _v.policy, _v.action, _v.category, _v.rule, _v.score,
@@ -307,6 +310,7 @@ def recent_verdicts(
         )
         .join(requests_table, _r.id == _v.request_id)
         .where(_v.ts >= since, _v.ts < until, _v.action.in_(actions))
+        .where(*_served_by(model, backend))
         .order_by(_v.ts.desc(), _v.id.desc())
         .limit(limit)
     )  # fmt: skip
@@ -337,8 +341,11 @@ def lowest_scores(
     *,
     metric: str = "overall",
     limit: int = 20,
+    model: str | None = None,
+    backend: str | None = None,
 ) -> list[ScoredAnswer]:
-    """The window's lowest `metric` scores (any scorer), lowest first."""
+    """The window's lowest `metric` scores (any scorer), lowest first (of requests to `model`
+    and `backend` where given; otherwise also of requests no longer stored)."""
     query = (
         select(
             _q.request_id, _q.ts, _q.scorer, _q.metric, _q.value, _r.model, _r.prompt_hash,
@@ -346,11 +353,22 @@ def lowest_scores(
         )
         .outerjoin(requests_table, _r.id == _q.request_id)
         .where(_q.ts >= since, _q.ts < until, _q.metric == metric)
+        .where(*_served_by(model, backend))
         .order_by(_q.value, _q.ts.desc(), _q.id)
         .limit(limit)
     )  # fmt: skip
     with engine.connect() as conn:
         return [ScoredAnswer(**dict(row)) for row in conn.execute(query).mappings()]
+
+
+def _served_by(model: str | None, backend: str | None) -> list[ColumnElement[bool]]:
+    """Conditions on the joined request: to `model`, through `backend` (None: any)."""
+    conditions: list[ColumnElement[bool]] = []
+    if model is not None:
+        conditions.append(_r.model == model)
+    if backend is not None:
+        conditions.append(_r.backend == backend)
+    return conditions
 
 
 # --- probes ---------------------------------------------------------------------------------
