@@ -2,7 +2,8 @@
 
 One walk through it, as an operator would: a wrong password is refused, the right one lets them
 in, every page of the navigation opens without an exception, a reload keeps them signed in, and
-a screenshot of the overview is saved. The store is a small SQLite file filled by
+a screenshot of the overview is saved. A second one turns on live mode, writes records
+and sees them counted without a page reload, then signs out. The store is a small SQLite file filled by
 `bench/fill_store.py` (two days of traffic, probes, verdicts, scores and alerts, with rollups).
 
 Skipped only where Debian's `chromium` and `chromium-driver` are not installed
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +124,64 @@ def test_sign_in_visit_every_page_and_reload(store_url: str, browser: Any, tmp_p
         screenshot = save_screenshot(driver, tmp_path / "dashboard.png")
         assert screenshot.stat().st_size > 10_000
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def requests_shown(driver: Any) -> int | None:
+    """The Overview's "Requests" figure, or None while it is not drawn."""
+    from selenium.webdriver.common.by import By
+
+    for metric in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]'):
+        label, _, value = metric.text.strip().partition("\n")
+        if label.strip() == "Requests" and value.strip().replace(",", "").isdigit():
+            return int(value.strip().replace(",", ""))
+    return None
+
+
+def test_live_mode_shows_new_records_without_a_reload_and_sign_out_ends_the_session(
+    store_url: str, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from monitor.store.engine import make_engine
+    from monitor.store.inserts import insert_rows
+    from tests.support.databases import make_records
+
+    driver = browser
+    with dashboard_server(
+        store_url, tmp_path, password=PASSWORD, MONITOR_DASHBOARD__REFRESH_S="1"
+    ) as url:
+        driver.get(url)
+        wait_for_app(driver)
+        sign_in(driver, PASSWORD)
+        wait_for(driver, NAV_LINK)
+        before = requests_shown(driver)
+        assert before is not None, page_text(driver)
+
+        live = driver.find_element(By.XPATH, "//label[.//p[normalize-space()='Live']]")
+        live.click()
+        time.sleep(2)  # never idle for long now: the fragment re-runs every second
+        # A page reload would drop this; a fragment's refresh keeps it.
+        driver.execute_script("window.__notReloaded = true;")
+
+        engine = make_engine(store_url)
+        try:
+            fresh = make_records(7, prefix="live-", start=datetime.now(UTC) - timedelta(seconds=5))
+            insert_rows(engine, [r.to_row() for r in fresh])
+        finally:
+            engine.dispose()
+        deadline = time.monotonic() + 30
+        while requests_shown(driver) != before + 7:
+            assert time.monotonic() < deadline, (before, requests_shown(driver))
+            time.sleep(0.2)
+        assert driver.execute_script("return window.__notReloaded === true;")
+        assert exceptions(driver) == []
+
+        live.click()  # off again: the sign-out below is not raced by a refresh
+        wait_for_app(driver, settle=1.0)
+        driver.find_element(By.XPATH, "//button[.//p[normalize-space()='Sign out']]").click()
+        wait_for(driver, PASSWORD_INPUT)
+        assert "auth=" not in driver.current_url
+        assert not driver.find_elements(By.CSS_SELECTOR, NAV_LINK)
+        driver.refresh()
+        wait_for_app(driver)
+        assert driver.find_elements(By.CSS_SELECTOR, PASSWORD_INPUT), "signed in after sign-out"
