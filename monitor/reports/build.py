@@ -82,7 +82,7 @@ def build_report(
     step = choose_step(until - since)
     slices, verdicts, probes, quality = _read(engine, since, until, step)
     totals = _merged(slices, since)
-    models = store.models_in(engine, since, until)
+    models = rollups.dimensions(engine, since, until).models
     thresholds = seed_thresholds()
 
     summary = _performance_summary(totals, probes)

@@ -28,7 +28,6 @@ from monitor.store.models import (
     probe_samples_table,
     quality_scores_table,
     requests_table,
-    rollup_requests_table,
 )
 
 _r = requests_table.c
@@ -36,7 +35,6 @@ _a = alerts_table.c
 _d = alert_deliveries_table.c
 _p = probe_samples_table.c
 _q = quality_scores_table.c
-_rr = rollup_requests_table.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,37 +370,6 @@ def latest_health_checks(engine: Engine, since: datetime, until: datetime) -> li
                 row.target, HealthCheck(row.target, row.ts, bool(row.value), row.detail)
             )
     return sorted(found.values(), key=lambda check: check.target)
-
-
-UNSEALED = timedelta(minutes=15)
-
-
-def models_in(engine: Engine, since: datetime, until: datetime) -> list[str]:
-    """The models requests of the window named, sorted: from the hourly rollups of its whole
-    hours, the minute rollups of its partial hours at either end, and raw rows for the last
-    `UNSEALED` minutes, which may not be rolled up yet."""
-    start = since.replace(second=0, microsecond=0)
-    first_hour = since.replace(minute=0, second=0, microsecond=0)
-    if first_hour < since:
-        first_hour += timedelta(hours=1)
-    last_hour = max(until.replace(minute=0, second=0, microsecond=0), first_hour)
-    hours = and_(_rr.resolution_s == 3600, _rr.bucket >= first_hour, _rr.bucket < last_hour)
-    minutes = and_(
-        _rr.resolution_s == 60,
-        or_(
-            and_(_rr.bucket >= start, _rr.bucket < min(first_hour, until)),
-            and_(_rr.bucket >= last_hour, _rr.bucket < until),
-        ),
-    )
-    rolled = select(_rr.model).where(or_(hours, minutes), _rr.model != "").distinct()
-    recent = (
-        select(_r.model)
-        .where(_r.ts >= max(since, until - UNSEALED), _r.ts < until, _r.model.is_not(None))
-        .distinct()
-    )
-    with engine.connect() as conn:
-        found = {m for (m,) in conn.execute(rolled)} | {m for (m,) in conn.execute(recent)}
-    return sorted(found)
 
 
 def enqueue_notifications(engine: Engine, enqueued: Sequence[Enqueued], now: datetime) -> None:
