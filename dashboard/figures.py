@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from monitor.alerts.rules import default_rules
+from monitor.reports.model import seed_thresholds as report_thresholds
 
 if TYPE_CHECKING:
     from monitor.store.histogram import Histogram
     from monitor.store.rollups import ProbePoint, QualityPoint, RequestSlice, VerdictSlice
 
 Row = dict[str, Any]
-_SERVED = ("ok", "backend_error")
-_BLOCKED = ("blocked_input", "blocked_output")
 
 
 # --- thresholds -----------------------------------------------------------------------------
@@ -33,35 +31,20 @@ class Threshold:
 
 
 def seed_thresholds() -> dict[str, Threshold]:
-    """The seed's thresholds, read from the built-in alert rules, in chart units: mean response
-    time (ms), process memory (MB), tokens/s, success rate (%)."""
+    """The seed's thresholds (the report's: from the built-in alert rules) in chart units: mean
+    response time (ms), process memory (MB), tokens/s, success rate (%)."""
     scale = {"mean_response_time_s": 1000.0, "success_rate": 100.0}
-    wanted = ("mean_response_time_s", "process_memory_mb", "mean_tokens_per_s", "success_rate")
-    found: dict[str, Threshold] = {}
-    for rule in default_rules():
-        if rule.metric in wanted and rule.metric not in found and rule.baseline is None:
-            value = float(rule.threshold) * scale.get(rule.metric, 1.0)
-            found[rule.metric] = Threshold(value, rule.description or rule.name)
-    return found
+    return {
+        metric: Threshold(seed.value * scale.get(metric, 1.0), seed.description or seed.rule)
+        for metric, seed in report_thresholds().items()
+    }
 
 
 # --- requests -------------------------------------------------------------------------------
 
 
-def success_rate(outcomes: Mapping[str, int]) -> float | None:
-    """ok over (ok + backend_error), in percent; None when the backend served nothing."""
-    served = sum(outcomes.get(o, 0) for o in _SERVED)
-    return 100.0 * outcomes.get("ok", 0) / served if served else None
-
-
-def error_rate(outcomes: Mapping[str, int]) -> float | None:
-    """backend_error over (ok + backend_error), in percent."""
-    served = sum(outcomes.get(o, 0) for o in _SERVED)
-    return 100.0 * outcomes.get("backend_error", 0) / served if served else None
-
-
-def blocked(outcomes: Mapping[str, int]) -> int:
-    return sum(outcomes.get(o, 0) for o in _BLOCKED)
+def percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
 
 
 def quantile(histogram: Histogram, q: float) -> float | None:
@@ -72,9 +55,9 @@ def headline(total: RequestSlice) -> dict[str, float | None]:
     """The window's headline numbers, from `rollups.request_totals`."""
     return {
         "requests": float(total.requests),
-        "success_rate": success_rate(total.outcomes),
-        "error_rate": error_rate(total.outcomes),
-        "blocked": float(blocked(total.outcomes)),
+        "success_rate": percent(total.success_rate),
+        "error_rate": percent(total.error_rate),
+        "blocked": float(total.blocked),
         "latency_p50": quantile(total.latency_ms, 0.50),
         "latency_p95": quantile(total.latency_ms, 0.95),
         "latency_p99": quantile(total.latency_ms, 0.99),
@@ -92,9 +75,9 @@ def request_rows(slices: Sequence[RequestSlice], step: timedelta) -> list[Row]:
         {
             "time": s.start,
             "requests/min": s.requests * per_minute,
-            "success rate %": success_rate(s.outcomes),
-            "error rate %": error_rate(s.outcomes),
-            "blocked": blocked(s.outcomes),
+            "success rate %": percent(s.success_rate),
+            "error rate %": percent(s.error_rate),
+            "blocked": s.blocked,
             "p50 ms": quantile(s.latency_ms, 0.50),
             "p95 ms": quantile(s.latency_ms, 0.95),
             "p99 ms": quantile(s.latency_ms, 0.99),
