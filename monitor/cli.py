@@ -26,6 +26,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
+    from monitor.api.http_protocol import with_header_timeout
     from monitor.app import create_app
     from monitor.guard.loader import PolicyError
     from monitor.store.migrate import NotMigratedError
@@ -45,7 +46,7 @@ def _serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=with_header_timeout(settings.request_header_timeout_s),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,

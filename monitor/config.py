@@ -323,6 +323,13 @@ class Settings(BaseSettings):
         description="Longest a request's body (any route) may take to arrive once its headers "
         "are in; beyond, 408 and the connection is closed (a client sending it byte by byte).",
     )
+    request_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a request's headers may take to arrive, counted from the first "
+        "byte of the request (or from the connection's opening); beyond, 408 and the "
+        "connection is closed (a client sending headers byte by byte).",
+    )
     max_client_connections: int | None = Field(
         default=1024,
         ge=1,

@@ -7,6 +7,8 @@
     │   ├── BodyTooLarge        413 VALIDATION_ERROR: body over `max_body_bytes`
     │   ├── BodyTimeout         408 VALIDATION_ERROR: the body took longer than
     │   │                       `request_body_timeout_s` to arrive (the connection is closed)
+    │   ├── HeaderTimeout       408 VALIDATION_ERROR: the headers took longer than
+    │   │                       `request_header_timeout_s` (answered by `api.http_protocol`)
     │   ├── OutOfRange          422 VALIDATION_ERROR: a field of the right type with a value
     │   │                       outside its range or choices (a score over 1, a window of 400d)
     │   ├── UnsupportedMediaType 415 UNSUPPORTED_MEDIA_TYPE: a JSON route's body not declared
@@ -74,6 +76,14 @@ class BodyTimeout(RequestInvalid):
     def __init__(self, timeout_s: float) -> None:
         super().__init__(f"the request body did not arrive within {timeout_s:g}s")
         self.headers.append((b"connection", b"close"))  # the rest of the body is not read
+
+
+class HeaderTimeout(RequestInvalid):
+    status = 408
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the request headers did not arrive within {timeout_s:g}s")
+        self.headers.append((b"connection", b"close"))
 
 
 class OutOfRange(RequestInvalid):

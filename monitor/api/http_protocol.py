@@ -1,0 +1,110 @@
+"""The HTTP/1.1 server protocol the proxy runs under: uvicorn's httptools protocol with a
+deadline on request headers.
+
+uvicorn bounds an idle keep-alive connection (`timeout_keep_alive`) and, through the app, a
+slow body (`request_body_timeout_s`), but nothing bounds the headers: a client that opens a
+connection and sends nothing, or sends its headers a byte every few seconds, holds a connection
+slot for as long as it likes, and a few hundred such clients fill `max_client_connections`
+(the slowloris attack). Here each request's headers must be complete within
+`request_header_timeout_s`, counted from the connection's opening for its first request and
+from the request's first byte for the next ones on a keep-alive connection. Past it:
+
+- a request that has begun gets a 408 in the proxy's error shape and the connection closes;
+- a connection that sent nothing is closed without an answer (there is nobody to answer);
+- a pipelined request behind a response still being sent makes that response the
+  connection's last, rather than cutting it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from monitor.errors import HeaderTimeout
+from monitor.proxy import protocols
+
+logger = logging.getLogger(__name__)
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` whose requests' headers must arrive within `header_timeout_s`
+    (set on the subclass `with_header_timeout` makes)."""
+
+    header_timeout_s: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._request_begun = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._request_begun = True
+        if self._header_deadline is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._request_begun = False
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        self._header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if self.transport.is_closing():
+            return
+        in_flight = self.cycle is not None and not self.cycle.response_complete
+        if in_flight:
+            # the next request is late behind one still answering: let that one finish
+            self.cycle.keep_alive = False
+            self.flow.pause_reading()
+            return
+        if self._request_begun:
+            self.transport.write(_timeout_response(self.header_timeout_s))
+            logger.debug(
+                "closing %s: headers not in within %gs", self.client, self.header_timeout_s
+            )
+        self.transport.close()
+
+
+def with_header_timeout(timeout_s: float) -> type[HeaderDeadlineProtocol]:
+    """The protocol class to hand uvicorn (`http=`), with its header deadline set."""
+    return type(
+        "HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": timeout_s}
+    )
+
+
+def _timeout_response(timeout_s: float) -> bytes:
+    error = HeaderTimeout(timeout_s)
+    # the path is not known yet: the answer is in the OpenAI shape, which Ollama clients
+    # also read as an error
+    request_id = uuid.uuid4().hex
+    body = protocols.error_body(protocols.OPENAI, error, request_id)
+    head = [
+        STATUS_LINE[error.status],
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"x-request-id: " + request_id.encode() + b"\r\n",
+        *(name + b": " + value + b"\r\n" for name, value in error.headers),
+        b"\r\n",
+    ]
+    return b"".join(head) + body
