@@ -3,6 +3,8 @@
     .venv/bin/python bench/recorder_bench.py                 # Postgres and SQLite, 50,000 records
     .venv/bin/python bench/recorder_bench.py --records 200000 --only postgres
     .venv/bin/python bench/recorder_bench.py --verdicts      # each record with one guard verdict
+    .venv/bin/python bench/recorder_bench.py --share 0.1 --errors 0.05   # sampling 1 in 10
+    .venv/bin/python bench/recorder_bench.py --rollup       # then time rolling the records up
 
 Postgres: MONITOR_TEST_POSTGRES_URL (default: local, trust auth), in a throwaway schema.
 SQLite: a file in a temporary directory. The target is >= 5,000 records/s into Postgres.
@@ -31,6 +33,8 @@ from monitor.store import migrate
 from monitor.store.engine import make_engine
 from monitor.store.models import guard_verdicts_table, requests_table
 from monitor.store.recorder import Recorder
+from monitor.store.rollups import rebuild
+from monitor.store.sampling import Sampler
 from monitor.store.spool import Spool
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -46,9 +50,13 @@ VERDICT = Verdict(
 ).as_dict()
 
 
-def records(count: int, *, with_verdict: bool = False) -> Iterator[RequestRecord]:
+def records(
+    count: int, *, with_verdict: bool = False, errors: float = 0.0
+) -> Iterator[RequestRecord]:
+    """`count` records; a share `errors` of them (evenly spread) backend errors."""
     start = datetime.now(UTC)
     run = uuid.uuid4().hex[:8]
+    every = round(1 / errors) if errors else 0
     for i in range(count):
         yield RequestRecord(
             id=f"{run}-{i:08d}",
@@ -59,7 +67,7 @@ def records(count: int, *, with_verdict: bool = False) -> Iterator[RequestRecord
             backend="http://127.0.0.1:8080",
             principal="0123456789abcdef",
             stream=bool(i % 2),
-            outcome="ok",
+            outcome="backend_error" if every and i % every == 0 else "ok",
             http_status=200,
             latency_ms=250.0,
             ttft_ms=40.0,
@@ -100,7 +108,15 @@ def sqlite_url() -> Iterator[str]:
 
 
 async def run(
-    url: str, count: int, batch_size: int, queue_size: int, *, with_verdicts: bool
+    url: str,
+    count: int,
+    batch_size: int,
+    queue_size: int,
+    *,
+    with_verdicts: bool,
+    keep_one_in: int = 1,
+    errors: float = 0.0,
+    rollup: bool = False,
 ) -> tuple[float, int, int]:
     migrate.upgrade(url)
     engine = make_engine(url)
@@ -112,9 +128,10 @@ async def run(
             batch_size=batch_size,
             flush_interval_s=0.25,
             retry_interval_s=2.0,
+            sampler=Sampler(keep_one_in),
         )
         await recorder.start()
-        pending = list(records(count, with_verdict=with_verdicts))
+        pending = list(records(count, with_verdict=with_verdicts, errors=errors))
         started = time.perf_counter()
         for i, record in enumerate(pending, 1):
             recorder.submit(record)
@@ -130,6 +147,13 @@ async def run(
             ).scalar_one()
         if recorder.records_spooled_total:
             print(f"  note: {recorder.records_spooled_total} records went through the spool")
+        if rollup:  # what the rollup worker's seal costs for these rows (minutes and hours)
+            first, last = pending[0].ts, pending[-1].ts
+            started = time.perf_counter()
+            rebuild(engine, first, last + timedelta(minutes=1))
+            took = time.perf_counter() - started
+            print(f"  rolled up in {took:.2f} s = {stored / took:,.0f} stored rows/s, "
+                  f"{count / took:,.0f} requests/s")  # fmt: skip
     engine.dispose()
     return elapsed, int(stored), int(verdicts)
 
@@ -146,9 +170,22 @@ def main() -> int:
     )
     parser.add_argument("--only", choices=["postgres", "sqlite"])
     parser.add_argument(
-        "--verdicts", action="store_true", help="give each record one guard verdict"
-    )
+        "--verdicts", action="store_true",
+        help="give each record one guard verdict (a redaction: sampling keeps them all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--share", type=float, default=1.0,
+        help="sampling.share: store one success in 1/share (errors are all stored)",
+    )  # fmt: skip
+    parser.add_argument("--errors", type=float, default=0.0, help="share of backend errors")
+    parser.add_argument("--rollup", action="store_true", help="then time their rollups")
     args = parser.parse_args()
+    keep_one_in = round(1 / args.share)
+    errors = args.records // round(1 / args.errors) if args.errors else 0
+    successes = args.records - errors
+    # a record with the redacting verdict is always stored, as an error is
+    sampled = keep_one_in > 1 and not args.verdicts
+    expected = errors + (successes // keep_one_in if sampled else successes)
 
     targets = {"postgres": postgres_url, "sqlite": sqlite_url}
     for name, make_url_for in targets.items():
@@ -157,17 +194,19 @@ def main() -> int:
         with make_url_for() as url:
             queue_size = args.queue_size or args.records
             elapsed, stored, verdicts = asyncio.run(
-                run(url, args.records, args.batch_size, queue_size, with_verdicts=args.verdicts)
-            )
+                run(url, args.records, args.batch_size, queue_size, with_verdicts=args.verdicts,
+                    keep_one_in=keep_one_in, errors=args.errors, rollup=args.rollup)
+            )  # fmt: skip
         rate = args.records / elapsed
         print(
             f"{name:8s} {args.records:>8,d} records in {elapsed:6.2f} s = {rate:>9,.0f} records/s"
-            f"  (stored {stored:,d}, verdicts {verdicts:,d})"
+            f"  (stored {stored:,d} = {stored / elapsed:,.0f} rows/s, verdicts {verdicts:,d})"
         )
-        expected_verdicts = args.records if args.verdicts else 0
-        if stored != args.records or verdicts != expected_verdicts:
+        expected_verdicts = stored if args.verdicts else 0
+        # one success in N is kept per block of N: the last, partial block may keep one more
+        if not expected <= stored <= expected + 1 or verdicts != expected_verdicts:
             print(
-                f"  ERROR: expected {args.records:,d} stored records"
+                f"  ERROR: expected {expected:,d} stored records"
                 f" and {expected_verdicts:,d} verdicts",
                 file=sys.stderr,
             )

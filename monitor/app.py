@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from monitor.api.feedback import RecentRequests
 from monitor.api.routes import build_api
 from monitor.config import Settings
-from monitor.guard.model_guard import ClassifierFactory
+from monitor.guard.model_guard import ClassifierCall, ClassifierFactory
 from monitor.guard.shieldgemma.classifiers import TextClassifiers
 from monitor.metrics import Metrics
 from monitor.proxy.admission import Admission, build_limiter
@@ -34,10 +35,15 @@ from monitor.store.hash_key import text_hash_key
 from monitor.store.migrate import check_migrated, upgrade
 from monitor.store.recorder import Recorder
 from monitor.store.samples import write_quality_scores
+from monitor.telemetry.build import build_telemetry
+from monitor.telemetry.collector import TelemetryCollector
+from monitor.telemetry.exporter import Telemetry
+from monitor.telemetry.options import resolve as resolve_otel
 from monitor.upstream.backend import BackendClient
 from monitor.workers.background import Monitoring
 from monitor.workers.judge import BackendJudge
 from monitor.workers.quality import QualityWorker
+from monitor.workers.runtime import RuntimeCollector
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,8 @@ class Services:
     recent: RecentRequests  # ids just finished, for feedback before their record is stored
     # the ShieldGemma classifiers built for the guard (None when a factory was passed in)
     text_classifiers: TextClassifiers | None = None
+    # the OpenTelemetry exporter, when export is on (`otel:` and the OTEL_* variables)
+    telemetry: Telemetry | None = None
 
 
 class MonitorApp:
@@ -93,6 +101,7 @@ def build_services(
     admission = Admission(settings, build_limiter(settings))
     monitoring = Monitoring.from_settings(settings, engine, backend, **(monitoring_options or {}))
     metrics.registry.register(monitoring.collector())
+    metrics.registry.register(RuntimeCollector())  # leaks show here first
     quality = QualityWorker(
         settings.quality,
         partial(write_quality_scores, engine),
@@ -101,18 +110,29 @@ def build_services(
     )
     metrics.track_quality(quality.stats)
     recent = RecentRequests()
+    otel = resolve_otel(settings.otel, os.environ)
+    telemetry = build_telemetry(otel, metrics.registry) if otel is not None else None
+    if telemetry is not None:
+        metrics.registry.register(TelemetryCollector(telemetry))
 
     def submit(record: RequestRecord) -> None:
         metrics.observe(record)
         monitoring.observe(record)
         recent.add(record.id, record.principal)
+        if telemetry is not None:  # one queue put: spans are built off the request path
+            telemetry.offer(record)
         recorder.submit(record)
 
     text_classifiers = TextClassifiers() if classifiers is None else None
     factory = classifiers if text_classifiers is None else text_classifiers.build
 
+    def observe_classifier(call: ClassifierCall) -> None:
+        metrics.observe_classifier(call)
+        if telemetry is not None:
+            telemetry.offer(call)
+
     def guard() -> GuardStep | None:  # at start-up, and again on each policy reload
-        return build_guard(settings.policies, factory, metrics.observe_classifier)
+        return build_guard(settings.policies, factory, observe_classifier)
 
     handler = ProxyHandler(
         settings,
@@ -122,6 +142,7 @@ def build_services(
         submit,
         on_complete=quality.offer,
         hash_key=text_hash_key(settings),
+        tracing=telemetry is not None and telemetry.tracing,
     )
     metrics.track_inflight(lambda: handler.inflight)
     return Services(
@@ -135,6 +156,7 @@ def build_services(
         quality,
         recent,
         text_classifiers,
+        telemetry,
     )
 
 
@@ -183,6 +205,9 @@ async def start_services(services: Services, stack: contextlib.AsyncExitStack) -
     (workers, models) and its stop is safe for any part that never started."""
     await services.recorder.start()
     stack.push_async_callback(services.recorder.stop)
+    if services.telemetry is not None:  # stopped after the drain: its last spans exported
+        await services.telemetry.start()
+        stack.push_async_callback(services.telemetry.stop)
     limiter = services.admission.limiter
     if limiter is not None:
         stack.push_async_callback(limiter.aclose)

@@ -272,6 +272,91 @@ class RetentionSettings(_Section):
         return self
 
 
+class LeaderSettings(_Section):
+    """Electing the one replica that evaluates alerts, sends scheduled reports and prunes
+    (`leader:`, MONITOR_LEADER__*). Postgres only: on SQLite the one process does it all."""
+
+    interval_s: Duration = Field(
+        default=1.0,
+        gt=0,
+        description="How often a follower tries to take over and the leader checks its lock's "
+        "connection: a failover takes about this long after the old leader's session ends.",
+    )
+    peer_timeout_s: Duration = Field(
+        default=10.0,
+        ge=2,
+        description="How long Postgres waits for a leader host that went silent (TCP "
+        "keepalives on the lock's connection) before it frees the lock.",
+    )
+
+
+class SamplingSettings(_Section):
+    """Record sampling (`sampling:`): every error, refusal, flagged, redacted and aborted
+    request is stored, and `share` of the successful ones, each stored with the weight
+    1/share so that counts, rates and percentiles read from the store stay unbiased."""
+
+    share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of successful requests whose records are stored: 1 (all), 0.5, "
+        "0.2, 0.1, 0.01 ...; its reciprocal must be a whole number (keep 1 in N).",
+    )
+
+    @field_validator("share")
+    @classmethod
+    def _one_in_n(cls, share: float) -> float:
+        n = 1.0 / share
+        if abs(n - round(n)) > 1e-6 * n:
+            raise ValueError(
+                f"sampling.share must be 1/N for a whole number N (1, 0.5, 0.25, 0.2, 0.1, "
+                f"0.01 ...), not {share}: 1/{share} = {n:g}"
+            )
+        return share
+
+    @property
+    def keep_one_in(self) -> int:
+        """N: one successful request in N is stored, with weight N."""
+        return round(1.0 / self.share)
+
+
+class OtelSettings(_Section):
+    """OpenTelemetry export over OTLP (`otel:`; needs the `otel` extra): one span per request
+    and the metrics of /metrics. Off unless an endpoint is set; the standard variables
+    (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_SERVICE_NAME`,
+    `OTEL_SDK_DISABLED`, ...) win over these fields (`monitor.telemetry.options`)."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="None: on when an endpoint is set (here or in OTEL_EXPORTER_OTLP_ENDPOINT); "
+        "false: off; true: on, at the OTLP default endpoint when none is set.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="The collector: a base URL for http/protobuf (/v1/traces, /v1/metrics "
+        "appended), host:port or a URL for grpc.",
+    )
+    protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf", description="OTLP transport."
+    )
+    service_name: str = Field(default="gemma-monitor", description="The service.name resource.")
+    traces: bool = Field(default=True, description="Export one span per request.")
+    metrics: bool = Field(default=True, description="Export the metrics of /metrics.")
+    queue_size: int = Field(
+        default=4096,
+        ge=1,
+        description="Finished records waiting for export; past it they are dropped and counted.",
+    )
+    batch_size: int = Field(default=512, ge=1, description="Spans per export request.")
+    export_interval_s: float = Field(
+        default=2.0, gt=0, description="Most seconds a span waits before it is exported."
+    )
+    metrics_interval_s: float = Field(
+        default=60.0, gt=0, description="Seconds between metric exports."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one export request.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -448,6 +533,9 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     rollups: RollupSettings = RollupSettings()
     retention: RetentionSettings = RetentionSettings()
+    leader: LeaderSettings = LeaderSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    otel: OtelSettings = OtelSettings()
     reports: ReportSettings = ReportSettings()
     webhook_url: SecretStr | None = Field(
         default=None, description="One generic alert receiver (more under alerts.webhooks)."

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from monitor.guard.model_guard import ClassifierCall
@@ -78,12 +78,26 @@ _TPOT_BUCKETS = (
 )
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
 _CLASSIFIER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, float("inf"))
+_SPEED_BUCKETS = (1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280, float("inf"))
+# What a guard finding can ask for that changes a request ("allow" findings are near misses).
+_ACTED = frozenset({"flag", "redact", "block"})
 
 _OPERATION = {
     "/v1/chat/completions": "chat",
     "/api/chat": "chat",
     "/v1/completions": "text_completion",
     "/api/generate": "text_completion",
+}
+# Shared with the OpenTelemetry export (`monitor.telemetry.instruments`), so that its metrics
+# are these: the GenAI operation of each route, the bucket bounds of each histogram.
+OPERATIONS = _OPERATION
+HISTOGRAM_BUCKETS = {
+    "gen_ai_client_operation_duration_seconds": _DURATION_BUCKETS,
+    "gen_ai_server_time_to_first_token_seconds": _TTFT_BUCKETS,
+    "gen_ai_server_time_per_output_token_seconds": _TPOT_BUCKETS,
+    "gen_ai_client_token_usage": _TOKEN_BUCKETS,
+    "gemma_monitor_guard_classifier_duration_seconds": _CLASSIFIER_BUCKETS,
+    "gemma_monitor_output_tokens_per_second": _SPEED_BUCKETS,
 }
 
 
@@ -94,6 +108,8 @@ class RecorderStats(Protocol):
     def spool_bytes(self) -> int: ...
     @property
     def spool_max_bytes(self) -> int | None: ...
+    @property
+    def records_sampled_out_total(self) -> int: ...
 
     records_written_total: int
     records_spooled_total: int
@@ -155,6 +171,11 @@ class _RecorderCollector(Collector):
             "Of the records lost, those refused because the spool was at spool_max_bytes.",
             value=s.records_dropped_spool_full_total,
         )
+        yield CounterMetricFamily(
+            "gemma_monitor_recorder_records_sampled_out",
+            "Successful requests not stored: sampling keeps one in N (sampling.share = 1/N).",
+            value=s.records_sampled_out_total,
+        )
 
 
 class QualityCounts(Protocol):
@@ -168,6 +189,10 @@ class QualityCounts(Protocol):
     def failed(self) -> Mapping[str, int]: ...
     @property
     def queue_depth(self) -> int: ...
+    @property
+    def overall_sum(self) -> Mapping[str, float]: ...
+    @property
+    def overall_count(self) -> Mapping[str, int]: ...
 
 
 class _QualityCollector(Collector):
@@ -191,6 +216,14 @@ class _QualityCollector(Collector):
             for scorer, count in sorted(counts.items()):
                 family.add_metric([scorer], count)
             yield family
+        overall = SummaryMetricFamily(
+            "gemma_monitor_quality_overall_score",
+            "Overall quality scores (0..1) written, per scorer: _sum / _count is their mean.",
+            labels=["scorer"],
+        )
+        for scorer, count in sorted(c.overall_count.items()):
+            overall.add_metric([scorer], count, c.overall_sum.get(scorer, 0.0))
+        yield overall
 
 
 class Metrics:
@@ -253,6 +286,20 @@ class Metrics:
             ("classifier", "stage", "reason"),
             registry=r,
         )
+        # the mean of this histogram is the built-in alert rules' mean_tokens_per_s
+        self.output_speed = Histogram(
+            "gemma_monitor_output_tokens_per_second",
+            "Completion tokens per second of generation, per successful request.",
+            buckets=_SPEED_BUCKETS,
+            registry=r,
+        )
+        # check: a policy check's id (a bounded set from the configuration), never a request's
+        self.guard_findings = Counter(
+            "gemma_monitor_guard_findings",
+            "Guard findings that acted on a request, by stage, policy check and action.",
+            ("stage", "check", "action"),
+            registry=r,
+        )
         self._input_usage = self.token_usage.labels("input")
         self._output_usage = self.token_usage.labels("output")
         self._input_total = self.tokens.labels("input")
@@ -291,8 +338,16 @@ class Metrics:
         requests.inc()
         if record.latency_ms is not None:
             duration.observe(record.latency_ms / 1000.0)
+        for verdict in record.verdicts:
+            for finding in verdict.get("findings", ()):
+                if finding.get("action") in _ACTED:
+                    self.guard_findings.labels(
+                        verdict.get("stage"), finding.get("check"), finding["action"]
+                    ).inc()
         if record.outcome != "ok":
             return
+        if record.tokens_per_s is not None:
+            self.output_speed.observe(record.tokens_per_s)
         if record.ttft_ms is not None:
             ttft.observe(record.ttft_ms / 1000.0)
         if record.itl_ms is not None:

@@ -52,6 +52,9 @@ class RequestRecord:
     response_hash: str | None = None
     prompt_text: str | None = None
     response_text: str | None = None
+    # How many requests this stored record stands for: 1, or N for a successful request kept
+    # by "1 in N" sampling (`monitor.store.sampling`). Every count the store reads sums it.
+    weight: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     # One `Verdict.as_dict()` per guard stage that ran. Not a column of `requests`: the store
     # writes them to `guard_verdicts`, in the same transaction as the request.

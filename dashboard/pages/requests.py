@@ -24,7 +24,12 @@ def render(v: ui.View) -> None:
         outcome=None if outcome == "any" else outcome, principal=principal.strip() or None,
         text=text.strip() or None, page=int(page_number) - 1, page_size=PAGE_SIZE, **v.filters,
     )  # fmt: skip
-    st.caption(f"{page.total:,} matching records · page {page.page + 1} of {page.pages}")
+    sampled = (
+        f" (standing for {page.represented:,} requests: sampling keeps one success in N)"
+        if page.represented != page.total
+        else ""
+    )
+    st.caption(f"{page.total:,} matching records{sampled} · page {page.page + 1} of {page.pages}")
     if not page.records:
         if page.total:
             ui.empty(f"Past the last page ({page.pages}).")

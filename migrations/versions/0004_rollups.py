@@ -127,7 +127,8 @@ def _back_fill() -> None:
     ]
     found = [_aware(t) for t in oldest if t is not None]
     if found and min(found) < watermark:
-        rebuild(conn, min(found), watermark)
+        # every row weighs 1 here: `requests.weight` (sampling) comes with revision 0005
+        rebuild(conn, min(found), watermark, weighted=False)
     init_state(conn, watermark, now)
 
 

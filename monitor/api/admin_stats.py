@@ -2,7 +2,8 @@
 asks the monitor, behind the same bearer token as the rest of `/admin`.
 
 - `GET /admin/stats?window=1h`: the summary of the window, the backend's latest health check,
-  the latest host and GPU readings, active alerts and the background workers' state.
+  the latest host and GPU readings, active alerts, the background workers' state and this
+  replica's leadership (leader or follower, its term; `monitor.workers.leader`).
 - `GET /admin/summary?window=15m` (or `since`/`until`, ISO 8601): the summary alone.
 - `GET /admin/alerts?state=firing`: alert episodes, newest first.
 - `GET /admin/alerts/{fingerprint}`: one alert's history (its events, oldest first).
@@ -124,6 +125,7 @@ def monitoring_router(token: SecretStr, monitoring: Monitoring, engine: Engine) 
             },
             "alerts": [_active(a) for a in alerts.tracker.active()] if alerts else [],
             "workers": monitoring.worker_states(),
+            "leadership": monitoring.leadership.state(),
         }
 
     @router.get("/alerts")
@@ -147,7 +149,7 @@ def monitoring_router(token: SecretStr, monitoring: Monitoring, engine: Engine) 
     ) -> dict[str, Any]:
         if monitoring.alerts is None:
             raise NotFound("alerting is off")
-        if not await monitoring.alerts.acknowledge(fingerprint, by):
+        if not await monitoring.acknowledge(fingerprint, by):
             raise NotFound(f"no active alert with fingerprint {fingerprint}", param="fingerprint")
         return {"fingerprint": fingerprint, "acknowledged_by": by}
 

@@ -30,6 +30,7 @@ from monitor.proxy.headers import request_headers, response_headers
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
+from monitor.proxy.tracecontext import start_trace, with_traceparent
 from monitor.record import RequestRecord, TextHasher, utcnow
 from monitor.upstream.backend import BackendClient, iter_body
 from monitor.upstream.client import UpstreamError, UpstreamResponse
@@ -58,8 +59,12 @@ class ProxyHandler:
         submit: Callable[[RequestRecord], None],
         on_complete: Callable[[RequestRecord, str, str], object] | None = None,
         hash_key: bytes | None = None,
+        tracing: bool = False,
     ) -> None:
         self.settings = settings
+        # OpenTelemetry export is on: each request gets a span id, its parent the client's
+        # `traceparent`, and the backend gets the span as its parent (`tracecontext`)
+        self.tracing = tracing
         # the key of the stored prompt and response hashes (`monitor.store.hash_key`);
         # without one, a key for this process only
         self.hash_text = TextHasher(hash_key if hash_key is not None else secrets.token_bytes(32))
@@ -130,6 +135,8 @@ class ProxyHandler:
             protocol=protocol,
             backend=self.settings.backend_label,
         )
+        if self.tracing:
+            start_trace(record.extra, scope["headers"])
         self.inflight += 1
         self.idle.clear()
         guard = self.guard  # one policy for the whole request, even across a reload
@@ -219,6 +226,8 @@ class ProxyHandler:
         else:
             upstream_body = body if redacted is None and not capped else orjson.dumps(forwarded)
         headers = request_headers(exchange.scope["headers"], self.settings)
+        if self.tracing:
+            headers = with_traceparent(headers, record.extra)
         exchange.watch_disconnect()
         upstream = await self.backend.send("POST", relay.upstream_path, upstream_body, headers)
         try:
@@ -334,6 +343,16 @@ class ProxyHandler:
             relay.failed = error
             await exchange.body(relay.stream_error(error, exchange.request_id), False)
             raise
+        except asyncio.CancelledError:
+            if exchange.disconnected:
+                raise
+            # Not the client: the server, whose drain time ran out at shutdown, cancels what is
+            # left. End the stream as a failed backend does, so the client reads why (not a
+            # torn response) and the record says the answer was cut, not "ok".
+            relay.failed = BackendFailed("generation cut short: the proxy is shutting down")
+            with contextlib.suppress(ClientGone, OSError):
+                await exchange.body(relay.stream_error(relay.failed, exchange.request_id), False)
+            raise
         if not upstream.complete and relay.failed is None:
             with contextlib.suppress(BackendFailed):  # the client has its whole answer
                 async for _ in body:  # the backend's own end follows at once: then reusable
@@ -387,6 +406,8 @@ class ProxyHandler:
         if relay.failed is not None:
             record.outcome, record.error_code = relay.failed.outcome, relay.failed.code
         record.response_hash = self.hash_text(relay.text)
+        if self.tracing and relay.response_model is not None:
+            record.extra["response_model"] = relay.response_model
         if self.settings.content_storage == "full":
             record.response_text = relay.text
 

@@ -60,6 +60,15 @@ class Relay:
     def text(self) -> str:
         return "".join(self.pieces)
 
+    @property
+    def response_model(self) -> str | None:
+        """The model the backend says answered (its reply's `model`), when it says one."""
+        model = self._reply_head().get("model")
+        return model if isinstance(model, str) else None
+
+    def _reply_head(self) -> dict[str, Any]:
+        return {}
+
     def _output(self, text: str) -> None:
         if text:
             self.timer.token()
@@ -119,6 +128,9 @@ class OpenAIRelay(Relay):
         self._head: dict[str, Any] = {}  # id, model, created of the stream's chunks
         self._finish: Any = None
         self._usage_event: bytes | None = None  # relayed to clients that asked for usage
+
+    def _reply_head(self) -> dict[str, Any]:
+        return self._whole or self._head
 
     def whole(self, data: bytes) -> bytes:
         payload = _loads_object(data)
@@ -202,6 +214,9 @@ class OllamaRelay(Relay):
         self._model = info.model
         self._last_line = b""
 
+    def _reply_head(self) -> dict[str, Any]:
+        return self._whole or {}
+
     def whole(self, data: bytes) -> bytes:
         payload = _loads_object(data)
         self._whole = payload
@@ -255,6 +270,9 @@ class TranslatedOllamaRelay(Relay):
         self._answer = OllamaAnswer(route, info.model, int(timer.start * 1e9))
         self._splitter = sse_splitter()
         self._whole: dict[str, Any] = {}
+
+    def _reply_head(self) -> dict[str, Any]:
+        return self._whole
 
     def response_headers(self, upstream: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         kept = [(k, v) for k, v in upstream if k != b"content-type"]

@@ -406,5 +406,7 @@ def _notes() -> dict[str, str]:
         "scorer's; user_satisfaction is user feedback (POST /v1/feedback); scores are of the "
         "window by when they were recorded, one quality_metrics entry per request and moment",
         "performance_metrics": "one entry per stored request of the window; raw records past "
-        "retention are no longer listed, while the summary (from rollups) still counts them",
+        "retention are no longer listed, while the summary (from rollups) still counts them; "
+        "with sampling (sampling.share below 1) an entry stands for sample_weight requests, "
+        "and the summary counts each entry that many times",
     }

@@ -16,9 +16,10 @@ the record's `latency_ms`), `memory_usage_mb` and `gpu_memory_mb` (the probe sam
 effect when the request was made, see `store.reports.iter_requests`), `token_count`
 (completion tokens), `tokens_per_second`, `model_name`, `input_length` (characters),
 `success` (outcome `ok`), `error_message` (None when ok, else the outcome and error code),
-and beside them `request_id` and `outcome`. A `quality_metrics` entry: `timestamp` (when
-scored), `request_id`, and the seed's five scores (`store.reports.QUALITY_EXPORT` says which
-scorer's metric each is), one entry per request and moment of scoring.
+and beside them `request_id`, `outcome` and `sample_weight` (the requests the entry stands
+for: 1, or N for a success kept by "1 in N" sampling). A `quality_metrics` entry: `timestamp`
+(when scored), `request_id`, and the seed's five scores (`store.reports.QUALITY_EXPORT` says
+which scorer's metric each is), one entry per request and moment of scoring.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def performance_entry(row: ExportedRequest) -> dict[str, Any]:
         "error_message": None if ok else _error(row),
         "request_id": row.id,
         "outcome": row.outcome,
+        "sample_weight": row.weight,
     }
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from monitor.alerts.state import Alert, AlertEvent
 from monitor.alerts.webhooks import OutgoingWebhook
 from monitor.store.inserts import upsert_insert
+from monitor.store.leader_lock import Fence
 from monitor.store.models import alert_deliveries_table, alert_events_table, alerts_table
 
 _a = alerts_table.c
@@ -89,10 +90,15 @@ def save_step(
     events: Sequence[AlertEvent],
     enqueued: Sequence[Enqueued],
     now: datetime,
+    fence: Fence | None = None,
 ) -> None:
     """Store one evaluation step atomically: alert rows (upserted by fingerprint and start),
-    the alerts' events (a cancelled one closes its pending row), and the outbox rows."""
+    the alerts' events (a cancelled one closes its pending row), and the outbox rows. With a
+    `fence` (replicas on Postgres), nothing is stored unless this replica is still the
+    leader: `NotLeader` is raised and the transaction rolled back."""
     with engine.begin() as conn:
+        if fence is not None:
+            fence.hold(conn)
         for alert in alerts:
             _upsert_alert(conn, alert, now)
         for event in events:
@@ -179,10 +185,13 @@ def _enqueue(conn: Connection, enqueued: Sequence[Enqueued], now: datetime) -> N
     conn.execute(stmt.on_conflict_do_nothing(index_elements=["receiver", "key"]), rows)
 
 
-def active_snapshots(engine: Engine) -> list[dict[str, Any]]:
-    """The stored pending and firing alerts, as `AlertTracker.restore` takes them."""
+def active_snapshots(engine: Engine, fence: Fence | None = None) -> list[dict[str, Any]]:
+    """The stored pending and firing alerts, as `AlertTracker.restore` takes them; with a
+    `fence`, read under it, after every write of an earlier leader (or `NotLeader`)."""
     query = select(_a.snapshot).where(_a.state.in_(ACTIVE_STATES)).order_by(_a.id)
-    with engine.connect() as conn:
+    with engine.begin() as conn:
+        if fence is not None:
+            fence.hold(conn)
         return [dict(snapshot) for (snapshot,) in conn.execute(query)]
 
 

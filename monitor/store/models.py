@@ -104,6 +104,9 @@ class RequestRow(Base):
     response_hash: Mapped[str | None] = mapped_column(String(64))
     prompt_text: Mapped[str | None] = mapped_column(Text())
     response_text: Mapped[str | None] = mapped_column(Text())
+    # The requests this row stands for (sampling keeps 1 in N successful ones, weight N);
+    # every count, sum, mean and percentile over requests weighs rows by it (migration 0005).
+    weight: Mapped[int] = mapped_column(Integer(), nullable=False, default=1, server_default="1")
     extra: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
 
     __table_args__ = (

@@ -31,7 +31,8 @@ def count_requests(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> int:
-    """How many stored requests match every filter given."""
+    """How many stored records match every filter given: rows, not requests (with sampling a
+    row may stand for several; `summaries` and `rollups` count requests by weight)."""
     query = select(func.count()).select_from(requests_table)
     query = query.where(
         *_conditions(

@@ -18,6 +18,11 @@ The queue is bounded twice: `queue_size` records and `queue_bytes` (estimated fr
 fields, which dominate: with `content_storage=full` one record can be megabytes). Past either
 bound a record spills to the spool. A spool at its `max_bytes` (or a disk that refuses writes)
 drops records: counted, and said in one log line when it starts and one when it ends.
+
+With a `Sampler` keeping one plain success in N (`sampling.share`), `submit` sets each kept
+record's `weight` and lets the others go before they cost a queue slot, a row or a write;
+they are counted in `records_sampled_out_total`. Metrics are fed before `submit`, so
+Prometheus still counts every request.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from monitor.store.inserts import (
     record_row,
 )
 from monitor.store.rollup_build import note_late
+from monitor.store.sampling import Sampler
 from monitor.store.spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
@@ -79,8 +85,10 @@ class Recorder:
         retry_interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         late_after_s: float | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.engine = engine
+        self.sampler = sampler if sampler is not None else Sampler()
         # Records older than this when written (a spool replay, a long stream) may fall behind
         # the rollups' watermark: their span is marked to be rolled up again. None: never.
         self.late_after_s = late_after_s
@@ -127,6 +135,7 @@ class Recorder:
             retry_interval_s=settings.recorder_retry_interval_s,
             # half the rollups' lag: whatever lands behind their watermark is older than this
             late_after_s=settings.rollups.lag_s / 2 if settings.rollups.enabled else None,
+            sampler=Sampler(settings.sampling.keep_one_in),
         )
 
     @property
@@ -146,6 +155,11 @@ class Recorder:
         return self.spool.pending_records
 
     @property
+    def records_sampled_out_total(self) -> int:
+        """Successful requests sampling chose not to store."""
+        return self.sampler.sampled_out_total
+
+    @property
     def database_down(self) -> bool:
         """Whether the last write or replay failed for want of a database."""
         return self._outage
@@ -155,6 +169,10 @@ class Recorder:
     def submit(self, record: RequestRecord) -> None:
         """Hand a record over. Never blocks, never raises: a full queue spills to the spool."""
         try:
+            weight = self.sampler.weight(record)
+            if not weight:
+                return
+            record.weight = weight
             if not self._stopping:
                 size = estimated_size(record)
                 # an empty queue takes even a record past the bound: one is always let through

@@ -52,9 +52,12 @@ class FiredAlert:
 
 
 def outcome_counts(engine: Engine, since: datetime, until: datetime) -> dict[str, int]:
-    """How many requests of the window ended in each outcome (outcomes with none are absent)."""
+    """How many requests of the window ended in each outcome (outcomes with none are absent),
+    a record kept by sampling counting its weight."""
     query = (
-        select(_r.outcome, func.count()).where(_r.ts >= since, _r.ts < until).group_by(_r.outcome)
+        select(_r.outcome, func.sum(_r.weight))
+        .where(_r.ts >= since, _r.ts < until)
+        .group_by(_r.outcome)
     )
     with engine.connect() as conn:
         return {outcome: int(count) for outcome, count in conn.execute(query)}
@@ -137,6 +140,7 @@ class ExportedRequest:
     input_chars: int | None
     memory_mb: float | None
     gpu_memory_mb: float | None
+    weight: int = 1  # the requests this record stands for (sampling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +169,7 @@ def iter_requests(
     """
     columns = (
         _r.id, _r.ts, _r.model, _r.outcome, _r.error_code, _r.latency_ms,
-        _r.completion_tokens, _r.tokens_per_s, _r.input_chars,
+        _r.completion_tokens, _r.tokens_per_s, _r.input_chars, _r.weight,
     )  # fmt: skip
     metrics = (*PROCESS_MEMORY_METRICS, GPU_MEMORY_METRIC)
     with engine.connect() as conn:
@@ -181,7 +185,7 @@ def iter_requests(
         pending = next(samples, None)
         for row in _keyset(conn, select(*columns), _r.ts, _r.id, since, until, page_size):
             values: Sequence[Any] = row
-            rid, ts, model, outcome, error, latency, tokens, rate, chars = values
+            rid, ts, model, outcome, error, latency, tokens, rate, chars, weight = values
             while pending is not None and pending[0] <= ts:
                 sample: Sequence[Any] = pending
                 sampled, _, metric, target, value = sample
@@ -200,7 +204,7 @@ def iter_requests(
             fresh = [mb for sampled, mb in gpus.values() if sampled >= oldest]
             yield ExportedRequest(
                 rid, ts, model, outcome, error, latency, tokens, rate, chars,
-                memory, sum(fresh) if fresh else None,
+                memory, sum(fresh) if fresh else None, weight,
             )  # fmt: skip
 
 

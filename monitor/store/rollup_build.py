@@ -53,9 +53,15 @@ _INSERT_BATCH: Final = 5000
 
 
 def aggregate_raw(
-    conn: Connection, since: datetime, until: datetime, size: timedelta = MINUTE
+    conn: Connection,
+    since: datetime,
+    until: datetime,
+    size: timedelta = MINUTE,
+    *,
+    weighted: bool = True,
 ) -> dict[Kind, Accumulator]:
-    """Every kind's rollup rows of `since <= ts < until` in buckets of `size`, from raw rows."""
+    """Every kind's rollup rows of `since <= ts < until` in buckets of `size`, from raw rows
+    (each request counted `weight` times; once each with `weighted=False`)."""
     accumulators = {kind: Accumulator(kind) for kind in KINDS}
 
     def where(ts: ColumnElement[datetime]) -> ColumnElement[bool]:
@@ -65,25 +71,28 @@ def aggregate_raw(
         return floor_to(t, size)
 
     for accumulator in accumulators.values():
-        add_raw_rows(conn, accumulator, where, cut)
+        add_raw_rows(conn, accumulator, where, cut, weighted=weighted)
     return accumulators
 
 
 # -- rebuild ---------------------------------------------------------------------------------
 
 
-def rebuild(target: Engine | Connection, since: datetime, until: datetime) -> None:
+def rebuild(
+    target: Engine | Connection, since: datetime, until: datetime, *, weighted: bool = True
+) -> None:
     """Recompute the rollups of every whole minute overlapping `since <= t < until` from the
     raw rows, then of every hour those minutes touch from its minute rollups; in one
-    transaction (the caller's, given a connection)."""
+    transaction (the caller's, given a connection). `weighted=False` counts each request
+    once: for migration 0004's back-fill, which runs before `requests.weight` exists."""
     if isinstance(target, Engine):
         with target.begin() as conn:
-            _rebuild(conn, since, until)
+            _rebuild(conn, since, until, weighted=weighted)
     else:
-        _rebuild(target, since, until)
+        _rebuild(target, since, until, weighted=weighted)
 
 
-def _rebuild(conn: Connection, since: datetime, until: datetime) -> None:
+def _rebuild(conn: Connection, since: datetime, until: datetime, *, weighted: bool = True) -> None:
     state = read_state(conn)
     if state is not None and state.raw_pruned_until is not None:
         since = max(since, state.raw_pruned_until)
@@ -94,7 +103,7 @@ def _rebuild(conn: Connection, since: datetime, until: datetime) -> None:
     while chunk < end:
         chunk_end = min(chunk + _CHUNK, end)
         _delete(conn, MINUTE_S, chunk, chunk_end)
-        for accumulator in aggregate_raw(conn, chunk, chunk_end).values():
+        for accumulator in aggregate_raw(conn, chunk, chunk_end, weighted=weighted).values():
             _insert(conn, accumulator.kind.table, accumulator.rows(MINUTE_S))
         chunk = chunk_end
     _rebuild_hours(conn, floor_to(start, HOUR), ceil_to(end, HOUR))

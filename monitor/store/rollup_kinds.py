@@ -5,6 +5,11 @@ merge (`sum`, `min`, `max`, `hist`: a log-bucket histogram, JSON, with its sum b
 `bins`: the 20 linear bins of classifier scores). An `Accumulator` builds rollup rows from raw
 rows (`add_raw`) or merges stored rollup rows (`add_rollup`); `RAW` says where each kind's raw
 rows come from. Both the builder (`rollup_build`) and the readers (`rollups`) use them.
+
+Raw request rows carry a weight (record sampling: one stored success stands for N, see
+`monitor.store.sampling`); verdicts take their request's. A raw row adds its weight where it
+would add 1 (counts, histogram buckets, score bins) and its values times its weight to sums,
+so a rollup holds the figures of every request, stored or not, and stays whole numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import ColumnElement, Select, Table, case, func, select
+from sqlalchemy import ColumnElement, Select, Table, case, func, literal, select
 from sqlalchemy.engine import Connection
 
 from monitor.store.histogram import bucket_index
@@ -131,23 +136,24 @@ class Accumulator:
             group = self.groups[key] = [_empty(op) for op in self._ops]
         return group
 
-    def add_raw(self, key: tuple[Any, ...], values: Sequence[Any]) -> None:
-        """One raw row: a count of 1, plain numbers, a histogram's value (None: not counted)."""
+    def add_raw(self, key: tuple[Any, ...], values: Sequence[Any], weight: int = 1) -> None:
+        """One raw row standing for `weight` rows: a count of 1, plain numbers, a histogram's
+        value (None: not counted), each counted `weight` times."""
         group = self._group(key)
         for i, op in enumerate(self._ops):
             value = values[i]
             if value is None:
                 continue
             if op == "sum":
-                group[i] += value
+                group[i] += value * weight
             elif op == "hist":
                 if value == value:  # not NaN
                     counts, index = group[i][0], bucket_index(value)
-                    counts[index] = counts.get(index, 0) + 1
-                    group[i][1] += value
+                    counts[index] = counts.get(index, 0) + weight
+                    group[i][1] += value * weight
             elif op == "bins":
                 counts, index = group[i], score_bin(value)
-                counts[index] = counts.get(index, 0) + 1
+                counts[index] = counts.get(index, 0) + weight
             elif op == "min":
                 group[i] = value if group[i] is None else min(group[i], value)
             else:  # max
@@ -227,11 +233,13 @@ def stream_rows(conn: Connection, query: Any) -> Iterator[Any]:
 class RawSource:
     """Where a kind's raw rows come from: `query` selects `ts, *keys, *values` (without the
     leading count of 1, which every row adds), `ts` is the time column, `columns` the raw
-    column of each key a reader may filter on."""
+    column of each key a reader may filter on, `weight` the requests a row stands for (None:
+    each row is one)."""
 
     query: Select[Any]
     ts: ColumnElement[datetime]
     columns: dict[str, ColumnElement[Any]]
+    weight: ColumnElement[int] | None = None
 
 
 RAW: Final[dict[Kind, RawSource]] = {
@@ -252,6 +260,7 @@ RAW: Final[dict[Kind, RawSource]] = {
         ),
         _r.ts,
         {"model": _r.model, "backend": _r.backend, "outcome": _r.outcome},
+        _r.weight,
     ),
     PRINCIPALS: RawSource(
         select(
@@ -264,6 +273,7 @@ RAW: Final[dict[Kind, RawSource]] = {
         ),
         _r.ts,
         {"principal": _r.principal},
+        _r.weight,
     ),
     VERDICTS: RawSource(
         select(
@@ -279,6 +289,7 @@ RAW: Final[dict[Kind, RawSource]] = {
         ).join_from(guard_verdicts_table, requests_table, _v.request_id == _r.id),
         _v.ts,
         {"model": _r.model, "backend": _r.backend},
+        _r.weight,
     ),
     PROBES: RawSource(
         select(_p.ts, _p.probe, _p.metric, _p.target, _p.value, _p.value, _p.value).where(
@@ -302,13 +313,17 @@ def add_raw_rows(
     cut: Callable[[datetime], Any],
     filters: dict[str, Any] | None = None,
     keep: Sequence[str] | None = None,
+    *,
+    weighted: bool = True,
 ) -> None:
     """Aggregate the kind's raw rows matching `where(ts)` (and `filters`: key → value, or a
     list of values) into `accumulator`, their time replaced by `cut(ts)`, their keys by the
-    `keep` ones (all by default)."""
+    `keep` ones (all by default), each counted as many times as its request's weight
+    (`weighted=False`: once, for a schema before the weight column, migration 0005)."""
     kind = accumulator.kind
     source = RAW[kind]
-    query = source.query.where(where(source.ts))
+    weight = source.weight if weighted and source.weight is not None else literal(1)
+    query = source.query.add_columns(weight).where(where(source.ts))
     for name, value in (filters or {}).items():
         column = source.columns[name]
         query = query.where(column.in_(value) if isinstance(value, list) else column == value)
@@ -316,8 +331,8 @@ def add_raw_rows(
     add = accumulator.add_raw
     if keep is None:
         for row in stream_rows(conn, query):
-            add((cut(row[0]), *row[1:width]), (1, *row[width:]))
+            add((cut(row[0]), *row[1:width]), (1, *row[width:-1]), row[-1])
         return
     positions = [1 + kind.keys.index(name) for name in keep]
     for row in stream_rows(conn, query):
-        add((cut(row[0]), *(row[i] for i in positions)), (1, *row[width:]))
+        add((cut(row[0]), *(row[i] for i in positions)), (1, *row[width:-1]), row[-1])

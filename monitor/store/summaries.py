@@ -19,6 +19,12 @@ Definitions:
 - backend up: the latest health check in the window (1 healthy or degraded, 0 unhealthy).
 - energy: GPU joules attributed to the requests measured in the window, per request and per
   1000 completion tokens (None without a GPU).
+
+Every request figure weighs a row by its `weight` (record sampling stores one plain success
+in N with weight N, see `monitor.store.sampling`): counts are sums of weights, means are
+weighted means, and percentiles are those of the rows with each row taken `weight` times,
+so they estimate the figures of every request served, not only of the stored ones. With no
+sampling every weight is 1 and the figures are exactly the unweighted ones.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, case, cast, func, select
+from sqlalchemy import ColumnElement, Float, case, cast, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from monitor.store.models import probe_samples_table, quality_scores_table, requests_table
@@ -94,7 +100,7 @@ def _baseline(conn: Connection, until: datetime, span: timedelta) -> dict[str, f
     """The `*_baseline` fields: blocked rate and overall quality over `span` ending at `until`."""
     start = until - span
     total, blocked = conn.execute(
-        select(func.count(), func.sum(case((_r.outcome.in_(_BLOCKED), 1), else_=0))).where(
+        select(func.sum(_r.weight), _weighed(_r.outcome.in_(_BLOCKED))).where(
             _r.ts >= start, _r.ts < until
         )
     ).one()
@@ -104,18 +110,33 @@ def _baseline(conn: Connection, until: datetime, span: timedelta) -> dict[str, f
     }
 
 
+def _weighed(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """The weights of the rows meeting `condition`, summed (0 when none do)."""
+    return func.coalesce(func.sum(case((condition, _r.weight), else_=0)), 0)
+
+
+def _weighted_mean(column: ColumnElement[float], where: ColumnElement[bool]) -> Any:
+    """The mean of `column` over the rows meeting `where`, each row `weight` times (NULLs
+    left out, as `avg` leaves them out); NULL when no row has a value."""
+    counted = where & column.is_not(None)
+    return func.sum(case((counted, column * _r.weight))) / func.nullif(_weighed(counted), 0)
+
+
 def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, float | None]:
     in_window = (_r.ts >= since, _r.ts < until)
     ok = _r.outcome == "ok"
     row = conn.execute(
         select(
-            func.count(),
-            func.sum(case((ok, 1), else_=0)),
-            func.sum(case((_r.outcome.in_(_SERVED), 1), else_=0)),
-            func.sum(case((_r.outcome.in_(_BLOCKED), 1), else_=0)),
-            func.avg(case((ok, _r.latency_ms))),
-            func.avg(case((ok, _r.tokens_per_s))),
-            func.sum(func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0)),
+            func.coalesce(func.sum(_r.weight), 0),
+            _weighed(ok),
+            _weighed(_r.outcome.in_(_SERVED)),
+            _weighed(_r.outcome.in_(_BLOCKED)),
+            _weighted_mean(cast(_r.latency_ms, Float), ok),
+            _weighted_mean(cast(_r.tokens_per_s, Float), ok),
+            func.sum(
+                (func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0))
+                * _r.weight
+            ),
         ).where(*in_window)
     ).one()
     total, successful, served, blocked, mean_ms, mean_tps, tokens = row
@@ -125,7 +146,7 @@ def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, f
         "successful_requests": float(successful or 0) if total else None,
         "success_rate": (successful or 0) / served if served else None,
         "blocked_rate": (blocked or 0) / total if total else None,
-        "mean_response_time_s": mean_ms / 1000.0 if mean_ms is not None else None,
+        "mean_response_time_s": float(mean_ms) / 1000.0 if mean_ms is not None else None,
         "mean_tokens_per_s": float(mean_tps) if mean_tps is not None else None,
         "total_tokens": float(tokens or 0),
     }
@@ -137,23 +158,56 @@ def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, f
 
 
 def _percentiles(conn: Connection, since: datetime, until: datetime) -> dict[int, float]:
-    """Latency percentiles (ms) of the window's successful requests: in the database on
-    Postgres, in Python elsewhere (SQLite has no percentile function)."""
+    """Latency percentiles (ms) of the window's successful requests, each row taken `weight`
+    times, computed in the database: `percentile_cont` on Postgres when every row weighs 1;
+    otherwise (and always on SQLite, which has no percentile function) the ranks are found
+    along the running sum of weights. Never the window's rows in Python: an hour-long rule
+    window holds a million rows at a few hundred requests per second."""
     where = (_r.ts >= since, _r.ts < until, _r.outcome == "ok", _r.latency_ms.is_not(None))
-    if conn.dialect.name == "postgresql":
-        columns = [func.percentile_cont(p / 100.0).within_group(_r.latency_ms) for p in PERCENTILES]
-        row = conn.execute(select(*columns).where(*where)).one()
-        return {p: float(v) for p, v in zip(PERCENTILES, row, strict=True) if v is not None}
-    values = sorted(v for (v,) in conn.execute(select(_r.latency_ms).where(*where)))
-    return {p: _interpolated(values, p / 100.0) for p in PERCENTILES} if values else {}
+    if conn.dialect.name != "postgresql":
+        count, weight = conn.execute(select(func.count(), func.sum(_r.weight)).where(*where)).one()
+        return _ranked_in_database(conn, where, int(weight)) if count else {}
+    columns = [func.percentile_cont(p / 100.0).within_group(_r.latency_ms) for p in PERCENTILES]
+    count, weight, heaviest, *values = conn.execute(
+        select(func.count(), func.sum(_r.weight), func.max(_r.weight), *columns).where(*where)
+    ).one()
+    if not count:
+        return {}
+    if heaviest == 1:  # no sampling in the window: the plain percentiles
+        return {p: float(v) for p, v in zip(PERCENTILES, values, strict=True)}
+    return _ranked_in_database(conn, where, int(weight))
 
 
-def _interpolated(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks, as Postgres's percentile_cont."""
-    position = q * (len(values) - 1)
-    low = int(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)
+def _ranks(weight: int) -> dict[int, tuple[int, int, float]]:
+    """Per percentile, the 0-based ranks (low, high) among `weight` values it interpolates
+    between, and how far between, as `percentile_cont` does."""
+    out: dict[int, tuple[int, int, float]] = {}
+    for p in PERCENTILES:
+        position = p / 100.0 * (weight - 1)
+        low = int(position)
+        out[p] = (low, min(low + 1, weight - 1), position - low)
+    return out
+
+
+def _ranked_in_database(conn: Connection, where: Any, weight: int) -> dict[int, float]:
+    """The value at each rank along the running sum of weights: the smallest value whose
+    running sum passes the rank."""
+    running = (
+        select(
+            _r.latency_ms.label("v"),
+            func.sum(_r.weight).over(order_by=(_r.latency_ms, _r.id)).label("upto"),
+        )
+        .where(*where)
+        .subquery()
+    )
+    ranks = _ranks(weight)
+    wanted = sorted({rank for low, high, _ in ranks.values() for rank in (low, high)})
+    columns = [func.min(running.c.v).filter(running.c.upto > rank) for rank in wanted]
+    found = dict(zip(wanted, conn.execute(select(*columns)).one(), strict=True))
+    return {
+        p: float(found[low]) + (float(found[high]) - float(found[low])) * frac
+        for p, (low, high, frac) in ranks.items()
+    }
 
 
 def _probes(conn: Connection, since: datetime, until: datetime) -> dict[str, float | None]:

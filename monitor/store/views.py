@@ -203,6 +203,8 @@ class RequestPage:
     total: int  # matching records, every page
     page: int  # 0-based
     page_size: int
+    # the requests those records stand for: `total`, unless sampling stored one success in N
+    represented: int = 0
 
     @property
     def pages(self) -> int:
@@ -247,11 +249,11 @@ def search_requests(
         .offset(page * page_size)
         .limit(page_size)
     )
+    counted = select(func.count(), func.coalesce(func.sum(_r.weight), 0)).where(*conditions)
     with engine.connect() as conn:
-        total = int(conn.execute(select(func.count()).select_from(requests_table).where(
-            *conditions)).scalar_one())  # fmt: skip
+        total, represented = conn.execute(counted).one()
         records = [RequestRecord.from_row(dict(row)) for row in conn.execute(query).mappings()]
-    return RequestPage(records, total, page, page_size)
+    return RequestPage(records, int(total), page, page_size, int(represented))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,10 @@ A step whose save fails (the database is down) keeps what it could not save and 
 the next step, so a notification is delayed by an outage, never dropped. The tracker's state
 lives in memory and in the `alerts` table; `start()` restores the active alerts from the table
 so a restart neither fires nor resolves anything twice.
+
+With replicas on Postgres only the leader steps (`workers.leader`): `fence` gives the current
+term, checked in the transaction of every restore and save (`store.leader_lock`), and
+`reset()` forgets the in-memory state when leadership changes hands.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from monitor.config_types import AlertRule, WebhookReceiver
 from monitor.record import utcnow
 from monitor.store import alerts as alert_store
 from monitor.store.alerts import Enqueued
+from monitor.store.leader_lock import Fence, NotLeader
 from monitor.store.summaries import Summary, summarize_windows
 
 if TYPE_CHECKING:
@@ -45,6 +50,7 @@ class AlertEngine:
         resolve_after_s: float = 60.0,
         external_url: str = "",
         now: Callable[[], datetime] = utcnow,
+        fence: Callable[[], Fence | None] = lambda: None,
     ) -> None:
         self.engine = engine
         self.rules = [r for r in rules if r.enabled]
@@ -52,6 +58,7 @@ class AlertEngine:
         self.tracker = AlertTracker(resolve_after_s=resolve_after_s)
         self.external_url = external_url.rstrip("/")
         self._now = now
+        self._fence = fence
         self._restored = False
         self._unsaved_events: list[AlertEvent] = []
         self._unsaved_alerts: dict[tuple[str, datetime], Alert] = {}
@@ -66,11 +73,21 @@ class AlertEngine:
         the next step."""
         if self._restored:
             return
-        snapshots = await asyncio.to_thread(alert_store.active_snapshots, self.engine)
+        snapshots = await asyncio.to_thread(
+            alert_store.active_snapshots, self.engine, self._fence()
+        )
         self.tracker.restore(snapshots)
         self._restored = True
         if snapshots:
             logger.info("alerts: restored %d active alerts", len(snapshots))
+
+    def reset(self) -> None:
+        """Forget the active alerts and what is not stored yet: leadership changed hands, and
+        the table is the truth the next `start()` restores."""
+        self.tracker = AlertTracker(resolve_after_s=self.tracker.resolve_after_s)
+        self._restored = False
+        self._unsaved_events, self._unsaved_outbox = [], []
+        self._unsaved_alerts = {}
 
     async def step(self) -> list[Notification]:
         """One evaluation; returns the notifications it produced (already enqueued, or
@@ -146,7 +163,11 @@ class AlertEngine:
                 self._unsaved_events,
                 self._unsaved_outbox,
                 now,
+                self._fence(),
             )
+        except NotLeader:
+            logger.warning("alerts: deposed; this step's changes are the new leader's to make")
+            raise
         except Exception as exc:
             logger.warning(
                 "alerts: cannot store this step (%s); %d events and %d notifications wait for "

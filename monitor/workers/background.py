@@ -8,10 +8,15 @@ request does here is `observe(record)`, an append for the energy meter.
 
 `collector()` exposes the workers' state to Prometheus at scrape time (`collector.py`); the
 health check's request is built in `health.py`.
+
+Alert evaluation, scheduled reports and retention run on one replica only: `leadership`
+(`leader.py`) starts them on the replica elected leader and stops them when it steps down;
+every other worker runs on every replica.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -27,11 +32,14 @@ from monitor.probes.backend_metrics import BackendMetricsScraper
 from monitor.probes.gpu import GpuProbe, NvmlReader, PynvmlReader
 from monitor.probes.system import SystemProbe
 from monitor.record import RequestRecord, utcnow
+from monitor.store.leader_lock import LeaderLock, is_postgres
+from monitor.store.views import acknowledge_alert
 from monitor.upstream.backend import BackendClient
 from monitor.upstream.webhook import ThreadedPost
 from monitor.workers.alerting import AlertEngine
 from monitor.workers.collector import WorkersCollector
 from monitor.workers.health import health_request
+from monitor.workers.leader import Leadership
 from monitor.workers.outbox import OutboxWorker
 from monitor.workers.periodic import PeriodicWorker
 from monitor.workers.probes import ProbeRunner
@@ -54,12 +62,14 @@ class Monitoring:
         outbox: OutboxWorker | None,
         workers: list[PeriodicWorker],
         webhook_pool: ThreadedPost | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.runner = runner
         self.alerts = alerts
         self.outbox = outbox
-        self.workers = workers
+        self.workers = workers  # every worker, the leader's (`leadership.workers`) included
         self._webhook_pool = webhook_pool  # built here, so closed here
+        self.leadership = leadership or Leadership(None, [], alerts)
 
     @classmethod
     def from_settings(
@@ -104,19 +114,26 @@ class Monitoring:
                                           scrape.interval_s))  # fmt: skip
         alerts = outbox = None
         webhook_pool = None
+        lock = None
+        if is_postgres(engine):  # replicas may share it: elect the one that runs `leading`
+            lock = LeaderLock(engine, peer_timeout_s=settings.leader.peer_timeout_s)
+        leadership = Leadership(lock, [], interval_s=settings.leader.interval_s, now=now)
+        leading = leadership.workers
         if settings.alerts.enabled:
             a = settings.alerts
             receivers = settings.webhook_receivers()
             alerts = AlertEngine(
                 engine, effective_rules(a.rules, with_defaults=a.default_rules), receivers,
                 resolve_after_s=a.resolve_after_s, external_url=a.external_url, now=now,
+                fence=leadership.fence,
             )  # fmt: skip
+            leadership.alerts = alerts
             outbox = OutboxWorker(
                 engine, receivers, post or (webhook_pool := ThreadedPost()),
                 retry_base_s=a.retry_base_s,
                 retry_cap_s=a.retry_cap_s, give_up_after_s=a.give_up_after_s, now=now,
             )  # fmt: skip
-            workers.append(PeriodicWorker("alerts", alerts.step, a.interval_s))
+            leading.append(PeriodicWorker("alerts", alerts.step, a.interval_s))
             workers.append(PeriodicWorker("outbox", outbox.step, min(OUTBOX_INTERVAL_S,
                                                                       a.interval_s)))  # fmt: skip
         if settings.reports.schedule != "off":
@@ -130,7 +147,7 @@ class Monitoring:
                 )  # fmt: skip
                 workers.append(PeriodicWorker("outbox", outbox.step, OUTBOX_INTERVAL_S))
             scheduler = ReportScheduler(engine, settings.reports, receivers, now=now)
-            workers.append(PeriodicWorker("reports", scheduler.step, settings.reports.interval_s))
+            leading.append(PeriodicWorker("reports", scheduler.step, settings.reports.interval_s))
         if settings.rollups.enabled:
             rollups = RollupWorker(engine, lag_s=settings.rollups.lag_s, now=now)
             workers.append(PeriodicWorker("rollups", rollups.step, settings.rollups.interval_s))
@@ -140,8 +157,8 @@ class Monitoring:
                 engine, raw_days=r.raw_days, rollup_days=r.rollup_days,
                 batch_size=r.batch_size, now=now,
             )  # fmt: skip
-            workers.append(PeriodicWorker("retention", retention.step, r.interval_s))
-        return cls(runner, alerts, outbox, workers, webhook_pool)
+            leading.append(PeriodicWorker("retention", retention.step, r.interval_s))
+        return cls(runner, alerts, outbox, [*workers, *leading], webhook_pool, leadership)
 
     def observe(self, record: RequestRecord) -> None:
         """A finished request (called on the request path: an append, nothing more)."""
@@ -150,9 +167,12 @@ class Monitoring:
 
     async def start(self) -> None:
         for worker in self.workers:
-            worker.start()
+            if worker not in self.leadership.workers:  # those start when elected
+                worker.start()
+        await self.leadership.start()
 
     async def stop(self) -> None:
+        await self.leadership.stop()  # stops the leader's workers and gives the lock up
         for worker in self.workers:
             await worker.stop()
         self.runner.close()
@@ -185,5 +205,17 @@ class Monitoring:
             "consecutive_failures": result.consecutive_failures,
         }
 
+    async def acknowledge(self, fingerprint: str, by: str) -> bool:
+        """Acknowledge an active alert: through the alert engine on the leader; in the store
+        on a follower (the leader's next step takes it over). False when there is none."""
+        if self.alerts is None:
+            return False
+        if self.leadership.is_leader:
+            return await self.alerts.acknowledge(fingerprint, by)
+        engine = self.alerts.engine
+        return await asyncio.to_thread(acknowledge_alert, engine, fingerprint, by, utcnow())
+
     def collector(self) -> Collector:
-        return WorkersCollector(self.runner, self.alerts, self.outbox, self.workers)
+        return WorkersCollector(
+            self.runner, self.alerts, self.outbox, self.workers, self.leadership
+        )

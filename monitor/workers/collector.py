@@ -1,5 +1,6 @@
 """The background workers' state for Prometheus, read at scrape time: latest probe values,
-backend health, active alerts by state and severity, notifications and delivery outcomes."""
+backend health, active alerts by state and severity, notifications and delivery outcomes, and
+whether this replica is the leader."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from monitor.config_types import SEVERITIES
 from monitor.workers.alerting import AlertEngine
+from monitor.workers.leader import Leadership
 from monitor.workers.outbox import OutboxWorker
 from monitor.workers.periodic import PeriodicWorker
 from monitor.workers.probes import ProbeRunner
@@ -23,11 +25,13 @@ class WorkersCollector(Collector):
         alerts: AlertEngine | None,
         outbox: OutboxWorker | None,
         workers: list[PeriodicWorker],
+        leadership: Leadership | None = None,
     ) -> None:
         self._runner = runner
         self._alerts = alerts
         self._outbox = outbox
         self._workers = workers
+        self._leadership = leadership
 
     def collect(self) -> Iterator[Any]:
         runner = self._runner
@@ -118,6 +122,17 @@ class WorkersCollector(Collector):
         for worker in self._workers:
             workers.add_metric([worker.name], 1.0 if worker.consecutive_failures else 0.0)
         yield workers
+        leadership = self._leadership
+        if leadership is not None:
+            yield _gauge("gemma_monitor_leader",
+                         "1 while this replica is the leader (alerts, reports, retention).",
+                         1.0 if leadership.is_leader else 0.0)  # fmt: skip
+            yield CounterMetricFamily("gemma_monitor_leader_elections",
+                                      "Times this replica became the leader.",
+                                      value=leadership.elections_total)  # fmt: skip
+            yield CounterMetricFamily("gemma_monitor_leader_stepdowns",
+                                      "Times this replica stopped being the leader.",
+                                      value=leadership.stepdowns_total)  # fmt: skip
 
 
 def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:

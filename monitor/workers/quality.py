@@ -83,6 +83,9 @@ class QualityStats:
     dropped: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     queue_depth: int = 0
+    # the `overall` scores written, per scorer: their sum and count (a mean for Prometheus)
+    overall_sum: dict[str, float] = field(default_factory=dict)
+    overall_count: Counter[str] = field(default_factory=Counter)
 
 
 class QualityWorker:
@@ -281,6 +284,11 @@ class QualityWorker:
             self._store_down = False
             log.info("quality: the database takes scores again")
         self.stats.scored.update(scorers)
+        for score in scores:
+            if score.metric == "overall":
+                sums = self.stats.overall_sum
+                sums[score.scorer] = sums.get(score.scorer, 0.0) + score.value
+                self.stats.overall_count[score.scorer] += 1
 
 
 def _text(response: str) -> str:

@@ -182,6 +182,7 @@ class FakeRecorderStats:
     records_rejected_total = 1
     records_dropped_total = 5
     records_dropped_spool_full_total = 4
+    records_sampled_out_total = 9
     write_errors_total = 2
 
 
@@ -197,6 +198,7 @@ def test_recorder_stats_are_exported() -> None:
     assert value(m, "gemma_monitor_recorder_records_dropped_total") == 5
     assert value(m, "gemma_monitor_recorder_records_dropped_spool_full_total") == 4
     assert value(m, "gemma_monitor_recorder_spool_max_bytes") == 4096
+    assert value(m, "gemma_monitor_recorder_records_sampled_out_total") == 9
 
 
 def test_inflight_gauge_reads_the_callback() -> None:

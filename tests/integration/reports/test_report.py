@@ -120,7 +120,7 @@ def test_the_streamed_export_parses_and_matches_its_summary(store: Engine) -> No
         "timestamp": ok_time(0).isoformat(), "response_time": 0.01, "memory_usage_mb": 1000.0,
         "gpu_memory_mb": 6000.0, "token_count": 1, "tokens_per_second": 10.0,
         "model_name": MODEL, "input_length": 100, "success": True, "error_message": None,
-        "request_id": "ok-000", "outcome": "ok",
+        "request_id": "ok-000", "outcome": "ok", "sample_weight": 1,
     }  # fmt: skip
     late = next(e for e in entries if e["request_id"] == "ok-080")  # 16 h in: no GPU sample
     assert (late["memory_usage_mb"], late["gpu_memory_mb"]) == (2000.0, None)
