@@ -111,11 +111,6 @@ def _sqlite_pragmas(in_memory: bool) -> Any:
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            # 256 KiB of page cache per pooled connection, not SQLite's 2 MiB: each of the
-            # pool's connections fills its cache as the file grows, which the soak saw as
-            # memory following the traffic (+11 % over 100,000 requests; +7 % with this).
-            # The operating system caches the file's pages anyway; writes measured the same.
-            cursor.execute("PRAGMA cache_size=-256")
         finally:
             cursor.close()
 
