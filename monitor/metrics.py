@@ -9,6 +9,7 @@ operation, token type. Never a model name from a request, a user or a request id
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -322,6 +323,18 @@ class Metrics:
         if call.outcome != "ok":
             self.classifier_failures.labels(call.classifier, call.stage.value, call.outcome).inc()
 
+    def _count_findings(self, verdicts: list[dict[str, Any]]) -> None:
+        """One increment per (stage, check, action), not per finding: a hostile text can
+        carry thousands of findings, and this runs on the event loop."""
+        acted: collections.Counter[tuple[Any, Any, str]] = collections.Counter(
+            (verdict.get("stage"), finding.get("check"), finding["action"])
+            for verdict in verdicts
+            for finding in verdict.get("findings", ())
+            if finding.get("action") in _ACTED
+        )
+        for labels, count in acted.items():
+            self.guard_findings.labels(*labels).inc(count)
+
     def observe(self, record: RequestRecord) -> None:
         key = (record.route, record.outcome)
         children = self._children.get(key)
@@ -338,12 +351,8 @@ class Metrics:
         requests.inc()
         if record.latency_ms is not None:
             duration.observe(record.latency_ms / 1000.0)
-        for verdict in record.verdicts:
-            for finding in verdict.get("findings", ()):
-                if finding.get("action") in _ACTED:
-                    self.guard_findings.labels(
-                        verdict.get("stage"), finding.get("check"), finding["action"]
-                    ).inc()
+        if record.verdicts:
+            self._count_findings(record.verdicts)
         if record.outcome != "ok":
             return
         if record.tokens_per_s is not None:
