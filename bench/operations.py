@@ -134,12 +134,32 @@ def alert_rows(month: Month, rng: random.Random) -> tuple[list[Row], list[Row], 
     alerts: list[Row] = []
     events: list[Row] = []
     deliveries: list[Row] = []
-    for rule, labels, start, end, value in sorted(episodes, key=lambda e: e[2]):
+    for rule, labels, start, end, value in _apart(episodes):
         alert_rows, alert_events, alert_deliveries = _episode(rng, rule, labels, start, end, value)
         alerts.extend(alert_rows)
         events.extend(alert_events)
         deliveries.extend(alert_deliveries)
     return alerts, events, deliveries
+
+
+def _apart(
+    episodes: list[tuple[AlertRule, dict[str, str], datetime, datetime | None, float]],
+) -> list[tuple[AlertRule, dict[str, str], datetime, datetime | None, float]]:
+    """The episodes in time order, without one that starts before the previous episode of
+    the same alert has resolved: one alert cannot be pending or firing twice at once (and its
+    webhook deliveries' keys, fingerprint, kind and second, would collide)."""
+    kept = []
+    busy_until: dict[str, datetime | None] = {}
+    for episode in sorted(episodes, key=lambda e: e[2]):
+        rule, labels, start, end, _ = episode
+        fp = fingerprint(rule.name, {**rule.labels, **labels})
+        if fp in busy_until:
+            until = busy_until[fp]
+            if until is None or start <= until:
+                continue
+        kept.append(episode)
+        busy_until[fp] = end + timedelta(seconds=60) if end is not None else None
+    return kept
 
 
 def _episode(
