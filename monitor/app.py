@@ -42,6 +42,7 @@ from monitor.telemetry.options import resolve as resolve_otel
 from monitor.upstream.backend import BackendClient
 from monitor.workers.background import Monitoring
 from monitor.workers.judge import BackendJudge
+from monitor.workers.loop_lag import LoopLag, LoopLagCollector
 from monitor.workers.quality import QualityWorker
 from monitor.workers.runtime import RuntimeCollector
 
@@ -65,6 +66,10 @@ class Services:
     text_classifiers: TextClassifiers | None = None
     # the OpenTelemetry exporter, when export is on (`otel:` and the OTEL_* variables)
     telemetry: Telemetry | None = None
+    # samples the event loop's lateness (off when `loop_lag_interval_s` is 0)
+    loop_lag: LoopLag | None = None
+    # the process's own gauges; told the event loop at start, to count its tasks
+    runtime: RuntimeCollector | None = None
 
 
 class MonitorApp:
@@ -101,7 +106,12 @@ def build_services(
     admission = Admission(settings, build_limiter(settings))
     monitoring = Monitoring.from_settings(settings, engine, backend, **(monitoring_options or {}))
     metrics.registry.register(monitoring.collector())
-    metrics.registry.register(RuntimeCollector())  # leaks show here first
+    runtime = RuntimeCollector()
+    metrics.registry.register(runtime)  # leaks show here first
+    loop_lag = None
+    if settings.loop_lag_interval_s > 0:
+        loop_lag = LoopLag(settings.loop_lag_interval_s)
+        metrics.registry.register(LoopLagCollector(loop_lag))
     quality = QualityWorker(
         settings.quality,
         partial(write_quality_scores, engine),
@@ -157,6 +167,8 @@ def build_services(
         recent,
         text_classifiers,
         telemetry,
+        loop_lag,
+        runtime,
     )
 
 
@@ -205,6 +217,11 @@ async def start_services(services: Services, stack: contextlib.AsyncExitStack) -
     (workers, models) and its stop is safe for any part that never started."""
     await services.recorder.start()
     stack.push_async_callback(services.recorder.stop)
+    if services.runtime is not None:
+        services.runtime.watch(asyncio.get_running_loop())
+    if services.loop_lag is not None:
+        services.loop_lag.start()
+        stack.push_async_callback(services.loop_lag.stop)
     if services.telemetry is not None:  # stopped after the drain: its last spans exported
         await services.telemetry.start()
         stack.push_async_callback(services.telemetry.stop)

@@ -557,6 +557,12 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="On shutdown, how long in-flight streams may finish."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    loop_lag_interval_s: float = Field(
+        default=0.01,
+        ge=0,
+        description="How often the event loop's lateness is sampled (gemma_monitor_runtime_"
+        "event_loop_lag_seconds); 0 turns the sampling off.",
+    )
 
     @field_validator(
         "admin_token",

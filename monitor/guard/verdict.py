@@ -123,14 +123,38 @@ class Verdict:
         scores = [f.score for f in self.findings if f.score is not None]
         return max(scores) if scores else None
 
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready form (without redacted content: storing it is the recorder's choice)."""
-        return {
+    def as_dict(self, max_findings: int | None = None) -> dict[str, Any]:
+        """A JSON-ready form (without redacted content: storing it is the recorder's choice).
+
+        `max_findings` bounds the findings listed, for records: a hostile text can carry
+        thousands (a digit run per few characters), and each costs time on the request path
+        and room in the store. Past it, a finding is still listed when it is the first of its
+        check, rule and action, or the highest score, so the deciding finding, every kind of
+        finding and the score survive; `findings_omitted` counts the rest.
+        """
+        findings = self.findings
+        if max_findings is None or len(findings) <= max_findings:
+            kept = [f.as_dict() for f in findings]
+            omitted = 0
+        else:
+            top = max(findings, key=lambda f: -1.0 if f.score is None else f.score)
+            seen: set[tuple[str, str, Action]] = set()
+            kept = []
+            for finding in findings:
+                kind = (finding.check, finding.rule, finding.action)
+                if len(kept) < max_findings or kind not in seen or finding is top:
+                    kept.append(finding.as_dict())
+                seen.add(kind)
+            omitted = len(findings) - len(kept)
+        answer = {
             "stage": self.stage.value,
             "policy": self.policy,
             "action": self.action.value,
-            "findings": [f.as_dict() for f in self.findings],
+            "findings": kept,
             "latency_us": self.latency_us,
             "classifier": self.classifier,
             "skipped": list(self.skipped),
         }
+        if omitted:
+            answer["findings_omitted"] = omitted
+        return answer

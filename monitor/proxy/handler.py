@@ -45,6 +45,9 @@ _JSON = [(b"content-type", b"application/json")]
 # below it, tens of milliseconds for a body of the largest accepted size and shape.
 OFF_LOOP_BODY_BYTES = 64 * 1024
 _ERROR_EXCERPT = 2000
+# Findings listed per verdict in a record (see `Verdict.as_dict`): a hostile request's
+# thousands cost milliseconds on the event loop to list and room in the store.
+RECORDED_FINDINGS = 100
 
 
 class ProxyHandler:
@@ -422,7 +425,7 @@ def _note(record: RequestRecord, verdict: Verdict, *, keep: bool = True) -> None
     An incremental stream's intermediate checks count but are not kept: its last one is."""
     record.guard_ms = (record.guard_ms or 0.0) + verdict.latency_us / 1000.0
     if keep and verdict.findings:
-        record.verdicts.append(verdict.as_dict())
+        record.verdicts.append(verdict.as_dict(RECORDED_FINDINGS))
 
 
 def _is_stream(upstream: UpstreamResponse) -> bool:

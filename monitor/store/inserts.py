@@ -228,6 +228,7 @@ def _verdict_row(request_id: str, ts: Any, verdict: dict[str, Any]) -> Row:
         "latency_us": verdict.get("latency_us"),
         "findings": list(findings),
         "skipped": list(verdict.get("skipped") or []),
+        "findings_omitted": int(verdict.get("findings_omitted") or 0),
     }
 
 

@@ -144,6 +144,10 @@ class GuardVerdictRow(Base):
     # `Finding.as_dict()` each: where a match was, never the matched text.
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False)
     skipped: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+    # findings the record did not list (past `RECORDED_FINDINGS`; migration 0006)
+    findings_omitted: Mapped[int] = mapped_column(
+        Integer(), nullable=False, default=0, server_default="0"
+    )
 
     __table_args__ = (
         Index("ix_guard_verdicts_request_id", "request_id"),

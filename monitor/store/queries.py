@@ -110,7 +110,7 @@ def verdicts_for(engine: Engine, request_id: str) -> list[dict[str, Any]]:
     form it was recorded in (`Verdict.as_dict()`); an empty list for an unknown request."""
     query = select(*_VERDICT_FIELDS).where(_v.request_id == request_id).order_by(_v.id)
     with engine.connect() as conn:
-        return [dict(row) for row in conn.execute(query).mappings()]
+        return [_verdict(row) for row in conn.execute(query).mappings()]
 
 
 def count_verdicts(
@@ -141,7 +141,16 @@ _VERDICT_FIELDS = (
     _v.latency_us,
     _v.classifier,
     _v.skipped,
+    _v.findings_omitted,
 )
+
+
+def _verdict(row: Any) -> dict[str, Any]:
+    """A stored verdict in its recorded form: `findings_omitted` only when some were."""
+    verdict = dict(row)
+    if not verdict.get("findings_omitted"):
+        verdict.pop("findings_omitted", None)
+    return verdict
 
 
 def _attach_verdicts(conn: Connection, records: list[RequestRecord]) -> None:
@@ -155,7 +164,7 @@ def _attach_verdicts(conn: Connection, records: list[RequestRecord]) -> None:
         .order_by(_v.request_id, _v.id)
     )
     for row in conn.execute(query).mappings():
-        verdict = dict(row)
+        verdict = _verdict(row)
         by_id[verdict.pop("request_id")].verdicts.append(verdict)
 
 

@@ -3,8 +3,8 @@ connections by state, and the asyncio tasks alive on its event loop.
 
 These are the numbers a leak shows up in first: a task per request never collected, a socket
 per stream never closed (CLOSE_WAIT), a descriptor per spool segment never released. Read at
-scrape time from the process (psutil, which reads /proc on Linux) and from the running loop;
-`/metrics` is served on the loop, so `asyncio.all_tasks()` counts the loop's own tasks.
+scrape time from the process (psutil, which reads /proc on Linux) and from the event loop it
+was told of (`watch`): `/metrics` renders in a thread, off the loop.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ class RuntimeCollector(Collector):
 
     def __init__(self, process: psutil.Process | None = None) -> None:
         self._process = process or psutil.Process()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Count the tasks of `loop`, also when scraped from another thread (`/metrics`
+        renders off the loop: reading the TCP table alone can take milliseconds)."""
+        self._loop = loop
 
     def collect(self) -> Iterator[Any]:
         process = self._process
@@ -43,8 +49,8 @@ class RuntimeCollector(Collector):
         yield _gauge("gemma_monitor_runtime_open_fds", "Open file descriptors.", fds)
         yield _gauge("gemma_monitor_runtime_threads", "Operating-system threads.", threads)
         try:
-            tasks = len(asyncio.all_tasks())
-        except RuntimeError:  # scraped off the loop (a test calling render() directly)
+            tasks = len(asyncio.all_tasks(self._loop))
+        except RuntimeError:  # scraped off a loop it was not told of (a test's render())
             tasks = None
         if tasks is not None:
             yield _gauge(

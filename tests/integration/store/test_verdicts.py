@@ -149,3 +149,37 @@ def test_count_verdicts_with_filters(engine: Engine, tmp_path: Path) -> None:
     assert count_verdicts(engine, stage="output") == 10
     assert count_verdicts(engine, stage="input", action="block") == 0
     assert count_verdicts(engine, since=records[15].ts) == 15  # records 15..29 hold 15
+
+
+def test_a_verdict_with_thousands_of_findings_is_stored_bounded(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A hostile text's findings (a digit run every few characters) are listed up to the
+    bound; the deciding one, one of each kind and the top score are kept, the rest counted."""
+    phones = [
+        Finding(
+            "pii.phone", "pii", Action.REDACT, "pii", path="messages[0].content", span=(i, i + 9)
+        )
+        for i in range(0, 50_000, 10)
+    ]
+    late = [
+        Finding("secret.aws_key", "secret", Action.BLOCK, "secrets", span=(60_000, 60_020)),
+        Finding("injection.jailbreak", "injection", Action.ALLOW, "inj", score=0.4),
+    ]
+    verdict = Verdict(Stage.INPUT, "default", Action.BLOCK, (*phones, *late), latency_us=9)
+    recorded = verdict.as_dict(100)
+    assert [f["rule"] for f in recorded["findings"]] == ["pii.phone"] * 100 + [
+        "secret.aws_key",
+        "injection.jailbreak",
+    ]
+    assert recorded["findings_omitted"] == 5_000 - 100
+    assert verdict.as_dict(10_000) == verdict.as_dict()  # under the bound: every finding
+    assert "findings_omitted" not in verdict.as_dict()
+
+    record = make_records(1, "many")[0]
+    record.verdicts = [recorded]
+    _recorder(engine, tmp_path / "spool").write_batch([record.to_row()])
+    assert verdicts_for(engine, record.id) == [recorded]
+    with engine.connect() as conn:
+        row = conn.execute(select(_v.rule, _v.score, _v.findings_omitted)).one()
+    assert tuple(row) == ("secret.aws_key", 0.4, 4_900)  # decided by the late block
