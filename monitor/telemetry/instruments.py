@@ -5,7 +5,8 @@ Two parts, so that what is exported is what Prometheus scrapes:
 
 - `PrometheusBridge`: every counter, gauge and summary in the app's Prometheus registry (the
   request and token counters, the recorder, quality, workers, GPU, process, alerts ...) becomes
-  an observable instrument of the same name and labels, read from a snapshot of the registry
+  an observable instrument of the same name and labels (a histogram no record feeds, the event
+  loop's lateness, becomes counters of its buckets, count and sum), read from a snapshot of the registry
   that `refresh` takes on the event loop (where the collectors' state lives; a scrape does the
   same). A family that appears later (a GPU seen late) gets its instrument at the next refresh.
 - `HistogramMirror`: a histogram cannot be observed from outside, so each Prometheus histogram
@@ -157,8 +158,8 @@ class PrometheusBridge:
 def _scalar_series(
     family: Any,
 ) -> Iterator[tuple[str, str, list[tuple[dict[str, str], float]]]]:
-    """(instrument name, counter or gauge, samples) of a Prometheus family; histograms are
-    the mirror's, info and state sets are not exported."""
+    """(instrument name, counter or gauge, samples) of a Prometheus family; the histograms of
+    `NAMES` are the mirror's, info and state sets are not exported."""
     kind = family.type
     samples: Sequence[Any] = family.samples
     if kind == "counter":
@@ -166,6 +167,12 @@ def _scalar_series(
     elif kind in ("gauge", "unknown"):
         yield family.name, "gauge", _values(samples, family.name)
     elif kind == "summary":
+        yield family.name + "_count", "counter", _values(samples, family.name + "_count")
+        yield family.name + "_sum", "counter", _values(samples, family.name + "_sum")
+    elif kind == "histogram" and family.name not in NAMES:
+        # a histogram no record feeds (the event loop's lateness, sampled in the process):
+        # its cumulative buckets by `le`, its count and its sum, as counters
+        yield family.name, "counter", _values(samples, family.name + "_bucket")
         yield family.name + "_count", "counter", _values(samples, family.name + "_count")
         yield family.name + "_sum", "counter", _values(samples, family.name + "_sum")
 
