@@ -128,12 +128,18 @@ def test_soak_nothing_grows(
         curve=curve,
     )
     assert end.rss_mb <= 1.10 * baseline.rss_mb, curve
-    # descriptors move with the pooled connections (backend keep-alive, database pool);
-    # a leak of one per 10,000 requests would pass this bound over a full soak, no more
-    assert end.fds <= baseline.fds + FD_SLACK and end.app_fds <= baseline.app_fds + FD_SLACK, curve
+    # Descriptors and connections move with the pools (backend keep-alive, database pool):
+    # compared with the most the warm-up saw, not with the baseline checkpoint alone, which
+    # can fall on a moment when a pooled connection was being replaced (41 fds there, 50-53
+    # around it, once). A leak of one per 10,000 requests would pass this bound over a full
+    # soak, no more.
+    warm = [p for p in points if p.done <= baseline.done]
+    fds, app_fds = max(p.fds for p in warm), max(p.app_fds for p in warm)
+    assert end.fds <= fds + FD_SLACK and end.app_fds <= app_fds + FD_SLACK, curve
     assert end.tasks <= baseline.tasks, curve
     # connections: bounded by the clients and the pools, not by the requests served
-    assert end.established <= baseline.established + FD_SLACK and end.close_wait == 0, curve
+    established = max(p.established for p in warm)
+    assert end.established <= established + FD_SLACK and end.close_wait == 0, curve
     assert end.threads <= baseline.threads + EXECUTOR_THREADS, curve
 
     engine = make_engine(url)
