@@ -104,8 +104,8 @@ class Telemetry:
         interval = min(_REFRESH_S, self.options.metrics_interval_s / 2)
         while True:
             await asyncio.sleep(interval)
-            try:
-                self._bridge.refresh()
+            try:  # in a thread, as a scrape is: the collectors read /proc (the TCP table ...)
+                await asyncio.to_thread(self._bridge.refresh)
             except Exception:  # a collector's bug must not end the export
                 log.exception("reading the Prometheus registry for OpenTelemetry failed")
 

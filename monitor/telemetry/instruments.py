@@ -6,9 +6,9 @@ Two parts, so that what is exported is what Prometheus scrapes:
 - `PrometheusBridge`: every counter, gauge and summary in the app's Prometheus registry (the
   request and token counters, the recorder, quality, workers, GPU, process, alerts ...) becomes
   an observable instrument of the same name and labels (a histogram no record feeds, the event
-  loop's lateness, becomes counters of its buckets, count and sum), read from a snapshot of the registry
-  that `refresh` takes on the event loop (where the collectors' state lives; a scrape does the
-  same). A family that appears later (a GPU seen late) gets its instrument at the next refresh.
+  loop's lateness, becomes counters of its buckets, count and sum), read from a snapshot of the
+  registry that `refresh` takes in a thread, as a scrape of /metrics does. A family that
+  appears later (a GPU seen late) gets its instrument at the next refresh.
 - `HistogramMirror`: a histogram cannot be observed from outside, so each Prometheus histogram
   has an OpenTelemetry one with the same bucket bounds (a view), fed on the export thread from
   the same finished records (and guard classifier calls) that feed Prometheus, by the same
@@ -125,10 +125,11 @@ class PrometheusBridge:
         self._registry = registry
         self._snapshot: dict[str, list[tuple[dict[str, str], float]]] = {}
         self._known: set[str] = set()
-        self._lock = threading.Lock()  # instruments are made on the loop, read on the reader's
+        self._lock = threading.Lock()  # instruments are made by refresh, read on the reader's
 
     def refresh(self) -> None:
-        """Collect the registry (on the event loop) and make instruments for new families."""
+        """Collect the registry (in a thread, off the event loop, as a scrape does) and make
+        instruments for new families."""
         snapshot: dict[str, list[tuple[dict[str, str], float]]] = {}
         new: list[tuple[str, str, str]] = []
         for family in self._registry.collect():
