@@ -3,7 +3,6 @@ receiver within the rule's window, and resolve once the backend is back."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -13,6 +12,7 @@ import pytest
 
 from monitor.backends.local import LocalGemmaServer
 from monitor.store import alerts as alert_store
+from tests.support.load import Background
 from tests.support.proxy import RunningProxy
 from tests.support.tcp_relay import TcpRelay
 from tests.support.webhook_receiver import ReceiverServer, RecordingReceiver
@@ -23,38 +23,26 @@ WINDOW_S = 10.0
 SECRET = "e2e-hook-secret"
 
 
-class Traffic:
+class Traffic(Background):
     """One client sending a short chat request every `gap_s` seconds (at most `limit`)."""
 
     def __init__(self, url: str, model: str, gap_s: float = 0.25, limit: int = 400) -> None:
-        self.url, self.model, self.gap_s, self.limit = url, model, gap_s, limit
+        super().__init__(gap_s, timeout=30, limit=limit)
+        self.url, self.model = url, model
         self.statuses: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
+    def send(self, client: httpx.Client) -> None:
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": "Say hi."}],
             "max_tokens": 3,
             "temperature": 0,
         }
-        with httpx.Client(timeout=30) as client:
-            while not self._stop.is_set() and len(self.statuses) < self.limit:
-                try:
-                    status = client.post(f"{self.url}/v1/chat/completions", json=body).status_code
-                except httpx.HTTPError:
-                    status = 0
-                self.statuses.append(status)
-                self._stop.wait(self.gap_s)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+        try:
+            status = client.post(f"{self.url}/v1/chat/completions", json=body).status_code
+        except httpx.HTTPError:
+            status = 0
+        self.statuses.append(status)
 
 
 def test_backend_stopped_under_traffic_fires_and_resolves(

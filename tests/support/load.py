@@ -2,17 +2,20 @@
 answers do, so a slow server cannot slow the load down and hide its own latency) and a
 closed-loop soak (a fixed number of clients, each sending its next request when the last
 one ends). Both keep one `Sample` per request: when it started, how long it took, its status
-and the `X-Request-ID` the proxy answered with.
+and the `X-Request-ID` the proxy answered with. `Background` is the simplest: one client in a
+thread, a request every so often while a test's block runs, for traffic that keeps an alert
+breaching.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -28,6 +31,37 @@ class Sample:
     stream: bool
     body_end: bytes  # the last bytes of the body, to check how a stream ended
     error: str | None = None
+
+
+class Background:
+    """One client in a thread calling `send` every `gap_s` seconds (at most `limit` times)
+    from the start of a `with` block to its end. A subclass's `send` keeps what it needs."""
+
+    def __init__(
+        self, gap_s: float, *, timeout: httpx.Timeout | float = 5.0, limit: int | None = None
+    ) -> None:
+        self.gap_s, self.timeout, self.limit = gap_s, timeout, limit
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def send(self, client: httpx.Client) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self._stop.is_set() and (self.limit is None or self.sent < self.limit):
+                self.send(client)
+                self.sent += 1
+                self._stop.wait(self.gap_s)
 
 
 def median_ms(samples: Sequence[Sample]) -> float:

@@ -17,7 +17,7 @@ from monitor.store.engine import make_engine
 from monitor.store.queries import get_request
 from tests.integration.faults.conftest import Monitor, report, scale
 from tests.support.backend_process import BackendProcess
-from tests.support.load import CHAT
+from tests.support.load import CHAT, Background
 from tests.support.webhook_receiver import ReceiverServer, RecordingReceiver
 
 pytestmark = pytest.mark.faults
@@ -54,32 +54,19 @@ class Answer:
     code: str | None
 
 
-class Traffic:
+class Traffic(Background):
     """A client thread sending a request every `every_s` until stopped, keeping the answers."""
 
     def __init__(self, url: str, every_s: float = 0.05) -> None:
-        self.url, self.every_s = url, every_s
+        super().__init__(every_s, timeout=READ_TIMEOUT_S + CONNECT_TIMEOUT_S + 10)
+        self.url = url
         self.answers: list[Answer] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        timeout = httpx.Timeout(READ_TIMEOUT_S + CONNECT_TIMEOUT_S + 10)
-        with httpx.Client(timeout=timeout) as client:
-            while not self._stop.is_set():
-                start = time.monotonic()
-                resp = client.post(f"{self.url}/v1/chat/completions", json=CHAT)
-                code = resp.json()["error"]["code"] if resp.status_code != 200 else None
-                self.answers.append(Answer(start, time.monotonic() - start, resp.status_code, code))
-                self._stop.wait(self.every_s)
+    def send(self, client: httpx.Client) -> None:
+        start = time.monotonic()
+        resp = client.post(f"{self.url}/v1/chat/completions", json=CHAT)
+        code = resp.json()["error"]["code"] if resp.status_code != 200 else None
+        self.answers.append(Answer(start, time.monotonic() - start, resp.status_code, code))
 
 
 def test_backend_killed_and_restarted(start_monitor: Callable[..., Monitor]) -> None:

@@ -15,7 +15,6 @@ Set REPLICA_LOGS=1 to print both replicas' logs after each test.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import pytest
 from monitor.alerts.webhooks import EVENT_HEADER
 from tests.integration.replicas.cluster import Cluster, Replica, cluster, wait_for
 from tests.support.fake_backend import FakeBackend, Script
+from tests.support.load import Background
 from tests.support.webhook_receiver import Delivery, ReceiverServer, RecordingReceiver
 
 pytestmark = pytest.mark.postgres
@@ -42,32 +42,20 @@ def receiver() -> Iterator[tuple[RecordingReceiver, str]]:
         yield recording, server.url
 
 
-class FailingTraffic:
+class FailingTraffic(Background):
     """Requests (key "traffic") to one replica every 100 ms, in a thread, while the backend
     answers 500: enough for the error rule to breach and stay breaching."""
 
     def __init__(self, group: Cluster, target: Replica) -> None:
+        super().__init__(0.1)
         self.group, self.target = group, target
         self.statuses: Counter[int] = Counter()
         self.ids: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> FailingTraffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        with httpx.Client() as client:
-            while not self._stop.is_set():
-                answer = self.group.chat(self.target, "traffic", client)
-                self.statuses[answer.status_code] += 1
-                self.ids.append(answer.headers["x-request-id"])
-                self._stop.wait(0.1)
+    def send(self, client: httpx.Client) -> None:
+        answer = self.group.chat(self.target, "traffic", client)
+        self.statuses[answer.status_code] += 1
+        self.ids.append(answer.headers["x-request-id"])
 
 
 def events(receiver: RecordingReceiver) -> list[tuple[str, str | None]]:
