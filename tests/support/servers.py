@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def free_port() -> int:
@@ -115,3 +117,14 @@ def start_serve(
         process.wait()
         raise
     return process, url
+
+
+def metric_samples(base_url: str) -> dict[str, float]:
+    """Every sample on `base_url`/metrics, by name and labels: `name{a="x",b="y"}` or `name`."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

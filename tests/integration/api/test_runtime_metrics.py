@@ -8,19 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.support.proxy import RunningProxy
-
-
-def scrape(url: str) -> dict[str, float]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {
-        sample.name + str(sorted(sample.labels.items()) or ""): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.support.servers import metric_samples
 
 
 def test_tasks_counted_and_a_stall_seen(make_proxy: Callable[..., RunningProxy]) -> None:
@@ -30,7 +19,7 @@ def test_tasks_counted_and_a_stall_seen(make_proxy: Callable[..., RunningProxy])
     loop: Any = runtime._loop  # told at start; /metrics renders in another thread
     assert loop is not None and loop.is_running()
     time.sleep(0.1)
-    before = scrape(proxy.url)
+    before = metric_samples(proxy.url)
     assert before["gemma_monitor_runtime_asyncio_tasks"] >= 2  # the sampler and the workers
     assert before["gemma_monitor_runtime_event_loop_lag_seconds_count"] > 0
     assert before["gemma_monitor_runtime_event_loop_lag_max_seconds"] < 0.1
@@ -40,17 +29,17 @@ def test_tasks_counted_and_a_stall_seen(make_proxy: Callable[..., RunningProxy])
 
     asyncio.run_coroutine_threadsafe(hold(), loop).result(5)
     time.sleep(0.05)
-    after = scrape(proxy.url)
+    after = metric_samples(proxy.url)
     assert after["gemma_monitor_runtime_event_loop_lag_max_seconds"] >= 0.15 - 0.005
-    late = "gemma_monitor_runtime_event_loop_lag_seconds_bucket[('le', '0.1')]"
-    total = "gemma_monitor_runtime_event_loop_lag_seconds_bucket[('le', '+Inf')]"
+    late = 'gemma_monitor_runtime_event_loop_lag_seconds_bucket{le="0.1"}'
+    total = 'gemma_monitor_runtime_event_loop_lag_seconds_bucket{le="+Inf"}'
     # the stalled wake-up is counted past 100 ms
     assert after[total] - after[late] >= 1 + before[total] - before[late]
 
 
 def test_sampling_off(make_proxy: Callable[..., RunningProxy]) -> None:
     proxy = make_proxy(loop_lag_interval_s=0)
-    metrics = scrape(proxy.url)
+    metrics = metric_samples(proxy.url)
     assert proxy.app.services.loop_lag is None
     assert not any(name.startswith("gemma_monitor_runtime_event_loop") for name in metrics)
     assert metrics["gemma_monitor_runtime_asyncio_tasks"] >= 1

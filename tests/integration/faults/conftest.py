@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.backend_process import BackendProcess
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.servers import start_serve
+from tests.support.servers import metric_samples, start_serve
 
 FULL = os.environ.get("MONITOR_FAULTS_FULL", "") not in ("", "0")
 
@@ -73,13 +71,7 @@ class Monitor:
 
     def metrics(self) -> dict[str, float]:
         """Every sample on /metrics, by name and labels: `name{a="x",b="y"}` or `name`."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        samples: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return samples
+        return metric_samples(self.url)
 
     def output(self) -> str:
         """The last 500 lines the process printed."""

@@ -26,10 +26,9 @@ from typing import Any
 
 import httpx
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fake_backend import FakeBackend
-from tests.support.servers import start_serve
+from tests.support.servers import metric_samples, start_serve
 
 TEXT_CHARS = 8192  # the default policy's max_chars per text
 TEXTS = 16  # 16 x 8192 = 131072: its max_total_chars
@@ -127,12 +126,11 @@ def test_no_request_stalls_a_stream(
 def loop_lag_buckets(base: str) -> dict[float, float]:
     """The proxy's own measure: its event loop's lateness histogram (cumulative counts by
     upper bound), read from /metrics."""
-    text = httpx.get(f"{base}/metrics", timeout=10).text
+    prefix = 'gemma_monitor_runtime_event_loop_lag_seconds_bucket{le="'
     buckets = {
-        float(sample.labels["le"]): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "gemma_monitor_runtime_event_loop_lag_seconds_bucket"
+        float(name[len(prefix) : -2]): value
+        for name, value in metric_samples(base).items()
+        if name.startswith(prefix)
     }
     assert buckets, "no event loop lag on /metrics"
     return buckets
