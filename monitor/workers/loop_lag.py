@@ -22,7 +22,11 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 DEFAULT_INTERVAL_S = 0.01
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BUCKETS = (
+    # every 2.5 ms up to the hardening aim of 20 ms, so a stall can be bounded close to it
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
 
 
 class LoopLag:
