@@ -42,7 +42,7 @@ MAX_STALL_S = 0.020
 LAG_INTERVAL_S = 0.002
 # The gaps the streaming client sees: the backend's own spacing (2 ms), any stall of the proxy,
 # and this process's scheduling (the fake backend and the hostile senders share its GIL).
-# Measured on a 2-core machine: 11.6-15.3 ms over nine runs (19-31 ms before the findings
+# Measured on a 2-core machine: 11.2-18.2 ms over 22 runs (19-31 ms before the findings
 # were bounded and /metrics left the loop; 0.5 to 1 s before the rules ran off it).
 MAX_GAP_S = 0.030
 
