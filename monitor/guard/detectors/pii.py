@@ -14,9 +14,10 @@ bounded or possessive, so hostile input (100k digits, dots or `@`s) costs linear
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from monitor.guard.checks import PiiType
@@ -294,11 +295,22 @@ def _digit_runs(text: str, kinds: tuple[PiiType, ...]) -> list[Hit]:
     hits: list[Hit] = []
     tries = [_AT_DIGITS[kind] for kind in kinds]
     covered = [0] * len(tries)  # per kind: where its last match ended
+    # a run inside a word ("tok1", "v2", "GB82..."): no kind but an IBAN starts there
+    in_word_tries = [i for i, kind in enumerate(kinds) if kind is PiiType.IBAN]
+    every = range(len(tries))
     length = len(text)
     for run in _RUN_STARTS.finditer(shape):
         start, end = run.span()
+        before = text[start - 1] if start else " "
+        if before.isalnum() or before == "_":
+            if not in_word_tries or not before.isupper():
+                continue
+            indexes: Iterable[int] = in_word_tries
+        else:
+            indexes = every
         follow = text[end] if end < length else ""
-        for index, (shaped, matcher, not_after) in enumerate(tries):
+        for index in indexes:
+            shaped, matcher, not_after = tries[index]
             if start < covered[index] or not shaped(text, start, end, follow):
                 continue
             if not_after == "\x00" or _after_token(text, start, not_after):
@@ -338,18 +350,31 @@ def find_pii(text: str, kinds: tuple[PiiType, ...] = tuple(PiiType)) -> list[Hit
     number, a US phone inside an international one) the one that starts first and is longer
     is kept, so one thing gives one finding."""
     hits: list[Hit] = []
-    if PiiType.EMAIL in kinds:
+    email, phone, run_kinds, ip, secret = _plan(kinds)
+    if email:
         hits += find_emails(text)
-    if PiiType.PHONE in kinds:
+    if phone:
         hits += find_phones_international(text)
-    run_kinds = tuple(k for k in _RUN_KINDS if k in kinds)
     if run_kinds:
         hits += _digit_runs(text, run_kinds)
-    if PiiType.IP in kinds:
+    if ip:
         hits += find_ipv6(text)
-    if PiiType.SECRET in kinds:
+    if secret:
         hits += find_secrets(text)
     return _dedupe(hits)
+
+
+@functools.cache
+def _plan(kinds: tuple[PiiType, ...]) -> tuple[bool, bool, tuple[PiiType, ...], bool, bool]:
+    """Which scans `find_pii` runs for `kinds` (a policy's few kind lists: worked out once)."""
+    run_kinds = tuple(k for k in _RUN_KINDS if k in kinds)
+    return (
+        PiiType.EMAIL in kinds,
+        PiiType.PHONE in kinds,
+        run_kinds,
+        PiiType.IP in kinds,
+        PiiType.SECRET in kinds,
+    )
 
 
 def _dedupe(hits: list[Hit]) -> list[Hit]:
