@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from monitor.api.feedback import RecentRequests
 from monitor.api.routes import build_api
+from monitor.api.worker_metrics import WorkerMetrics, WorkerSlot
 from monitor.config import Settings
 from monitor.guard.model_guard import ClassifierCall, ClassifierFactory
 from monitor.guard.shieldgemma.classifiers import TextClassifiers
@@ -70,6 +71,8 @@ class Services:
     loop_lag: LoopLag | None = None
     # the process's own gauges; told the event loop at start, to count its tasks
     runtime: RuntimeCollector | None = None
+    # one of several worker processes: serves its samples to the others, gathers theirs
+    worker_metrics: WorkerMetrics | None = None
 
 
 class MonitorApp:
@@ -93,13 +96,21 @@ def build_services(
     settings: Settings,
     classifiers: ClassifierFactory | None = None,
     monitoring_options: dict[str, Any] | None = None,
+    worker: WorkerSlot | None = None,
 ) -> Services:
     engine = make_engine(settings.database_url)
     if settings.auto_migrate:
         upgrade(settings.database_url)
     else:
         check_migrated(engine)
-    recorder = Recorder.from_settings(engine, settings)
+    # each worker process spools in a directory of its own (a spool is one process's); the
+    # hash key stays in spool_dir itself, one for all of them
+    spooling = settings
+    if worker is not None:
+        spooling = settings.model_copy(
+            update={"spool_dir": settings.spool_dir / f"worker-{worker.index}"}
+        )
+    recorder = Recorder.from_settings(engine, spooling)
     metrics = Metrics()
     metrics.track_recorder(recorder)
     backend = BackendClient(settings)
@@ -155,6 +166,9 @@ def build_services(
         tracing=telemetry is not None and telemetry.tracing,
     )
     metrics.track_inflight(lambda: handler.inflight)
+    worker_metrics = None
+    if worker is not None:
+        worker_metrics = WorkerMetrics(worker, metrics.registry)
     return Services(
         settings,
         backend,
@@ -169,6 +183,7 @@ def build_services(
         telemetry,
         loop_lag,
         runtime,
+        worker_metrics,
     )
 
 
@@ -177,13 +192,14 @@ def create_app(
     *,
     classifiers: ClassifierFactory | None = None,
     monitoring_options: dict[str, Any] | None = None,
+    worker: WorkerSlot | None = None,
 ) -> MonitorApp:
     """Build the app. Raises `NotMigratedError` when the database is behind and
     `auto_migrate` is off, `PolicyError` for a bad policy. `classifiers` builds the guard's
     model classifiers (default: the ShieldGemma ones, when the policy has model checks);
     `monitoring_options` go to `Monitoring.from_settings` (an NVML reader, a webhook POST,
-    a clock)."""
-    services = build_services(settings, classifiers, monitoring_options)
+    a clock). `worker`: this process is one of several workers behind one port."""
+    services = build_services(settings, classifiers, monitoring_options, worker)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -202,6 +218,7 @@ def create_app(
         quality_stats=services.quality.stats,
         reload_policy=services.handler.reload_policy,
         lifespan=lifespan,
+        scrape_metrics=services.worker_metrics.scrape if services.worker_metrics else None,
     )
     return MonitorApp(services, api)
 
@@ -217,6 +234,9 @@ async def start_services(services: Services, stack: contextlib.AsyncExitStack) -
     (workers, models) and its stop is safe for any part that never started."""
     await services.recorder.start()
     stack.push_async_callback(services.recorder.stop)
+    if services.worker_metrics is not None:
+        await services.worker_metrics.start()
+        stack.push_async_callback(services.worker_metrics.stop)
     if services.runtime is not None:
         services.runtime.watch(asyncio.get_running_loop())
     if services.loop_lag is not None:

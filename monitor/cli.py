@@ -7,8 +7,6 @@ un-migrated database) end the process with a message and exit code 2, never a tr
 from __future__ import annotations
 
 import argparse
-import gc
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -23,61 +21,6 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return Settings.load(args.config, **overrides)
 
 
-def _serve(settings: Settings) -> int:
-    import uvicorn
-
-    from monitor.api.http_protocol import with_header_timeout
-    from monitor.app import create_app
-    from monitor.guard.loader import PolicyError
-    from monitor.store.migrate import NotMigratedError
-    from monitor.store.spool import SpoolLocked
-
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        app = create_app(settings)
-    except (NotMigratedError, PolicyError, SpoolLocked) as exc:
-        print(f"gemma-monitor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    _tune_runtime()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http=with_header_timeout(settings.request_header_timeout_s),
-        lifespan="on",
-        access_log=False,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-        backlog=4096,
-        limit_concurrency=settings.max_client_connections,  # past it, 503 at once
-        # admission reads X-Forwarded-For itself, from `trusted_proxies` only; uvicorn's
-        # middleware would believe it from any loopback peer (and costs per request)
-        proxy_headers=False,
-        server_header=False,
-    )
-    return 0
-
-
-def _tune_runtime() -> None:
-    """Interpreter settings for a long-running, latency-sensitive server process.
-
-    Measured on the proxy with wrk (c=1 and c=32, zero-delay backend): with CPython's defaults
-    p99 latency had 10-80 ms spikes; with these, 2-3 ms at c=1 and a third of that at c=32.
-    - The recorder writes batches in a worker thread; with the default 5 ms switch interval the
-      event loop waits up to 5 ms for the GIL at each wake-up while a batch is written.
-    - Everything built at start-up (modules, the app, SQLAlchemy and pydantic internals) is
-      moved out of the collector's reach, and full collections are rarer, so a collection no
-      longer walks that heap while requests wait.
-    """
-    sys.setswitchinterval(0.0005)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(
         args,
@@ -87,8 +30,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         database_url=args.database_url,
         policies=args.policies,
         auto_migrate=True if args.migrate else None,
+        workers=args.workers,
     )
-    return _serve(settings)
+    from monitor.serving import serve
+
+    return serve(settings)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -131,7 +77,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"(OpenAI: /v1/chat/completions, Ollama: /api/chat; metrics: /metrics)",
             file=sys.stderr,
         )
-        return _serve(settings)
+        from monitor.serving import serve
+
+    return serve(settings)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -273,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies", help="guard policy: a YAML file, a shipped name, or off (MONITOR_POLICIES)"
     )
     serve.add_argument("--migrate", action="store_true", help="upgrade the database first")
+    serve.add_argument(
+        "--workers", type=int, help="server processes behind the port (MONITOR_WORKERS)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema")

@@ -368,6 +368,14 @@ class Settings(BaseSettings):
     # where the proxy listens
     host: str = Field(default="127.0.0.1", description="Address the proxy binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the proxy listens on.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes behind the one port, each with its own event loop (more "
+        "throughput where there are more cores). Above 1 they are replicas on one host: they "
+        "need Postgres, and Redis (redis_url) when rate limiting is on, for the state they share.",
+    )
 
     # the upstream Gemma server
     backend_url: AnyHttpUrl = Field(
@@ -624,6 +632,23 @@ class Settings(BaseSettings):
             if value.endswith("/v1"):
                 value = value[: -len("/v1")]
         return value
+
+    @model_validator(mode="after")
+    def _workers_share_state(self) -> Settings:
+        """Several workers are replicas: what they share lives where all of them see it."""
+        if self.workers == 1:
+            return self
+        if not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                f"workers: {self.workers} needs Postgres (database_url): SQLite is one process's "
+                "database, so its alert leadership and rollups are not shared; use workers: 1"
+            )
+        if self.rate_limit_enabled and not self.redis_url:
+            raise ValueError(
+                f"workers: {self.workers} with rate limiting needs redis_url: each worker's "
+                "in-memory windows would let through the limit once per worker"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_alert_names(self) -> Settings:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -100,7 +101,9 @@ def ops_router(
     metrics: Metrics,
     settings: Settings,
     monitoring: Monitoring | None = None,
+    scrape: Callable[[], Awaitable[bytes]] | None = None,
 ) -> APIRouter:
+    """`scrape`: the exposition of every worker (`worker_metrics`), when there are several."""
     router = APIRouter()
     health_path = "/api/tags" if settings.backend_protocol == "ollama" else "/v1/models"
     probe = ReadinessProbe(backend, recorder, health_path, monitoring)
@@ -126,7 +129,7 @@ def ops_router(
     async def prometheus() -> Response:
         # off the loop: the collectors read /proc (the TCP table, descriptors) and every
         # series; on the loop that held every stream for several milliseconds per scrape
-        body = await asyncio.to_thread(metrics.render)
+        body = await scrape() if scrape is not None else await asyncio.to_thread(metrics.render)
         return Response(body, media_type=CONTENT_TYPE)
 
     return router

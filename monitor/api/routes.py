@@ -52,6 +52,7 @@ def build_api(
     quality_stats: QualityStats,
     reload_policy: Callable[[], Awaitable[str | None]],
     lifespan: Lifespan,
+    scrape_metrics: Callable[[], Awaitable[bytes]] | None = None,
 ) -> FastAPI:
     """The FastAPI app behind every path the proxy handler does not take."""
     api = FastAPI(title="Gemma Monitor", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -59,7 +60,7 @@ def build_api(
     if admission.checks_host:
         api.add_middleware(HostCheck, admission=admission)  # inside RequestIds: ids on refusals
     install_error_handling(api, body_timeout_s=settings.request_body_timeout_s)
-    api.include_router(ops_router(backend, recorder, metrics, settings, monitoring))
+    api.include_router(ops_router(backend, recorder, metrics, settings, monitoring, scrape_metrics))
     api.include_router(listing_router(backend, settings.backend_protocol, admission))
     engine = recorder.engine
     api.include_router(

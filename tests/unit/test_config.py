@@ -349,3 +349,29 @@ def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.admin_token, settings.redis_url, settings.user_header) == (None, None, None)
     assert (settings.webhook_url, settings.webhook_secret) == (None, None)
     assert settings.webhook_receivers() == []
+
+
+PG = "postgresql+psycopg://monitor@db/monitor"
+
+
+def test_one_worker_is_the_default_and_needs_nothing_shared() -> None:
+    assert Settings.load(None).workers == 1
+
+
+def test_several_workers_need_postgres() -> None:
+    with pytest.raises(SettingsError, match="workers: 2 needs Postgres"):
+        Settings.load(None, workers=2, rate_limit="off")
+
+
+def test_several_workers_with_rate_limits_need_redis() -> None:
+    with pytest.raises(SettingsError, match="needs redis_url"):
+        Settings.load(None, workers=2, database_url=PG)
+    shared = Settings.load(None, workers=2, database_url=PG, redis_url="redis://cache:6379/0")
+    assert shared.workers == 2
+    assert Settings.load(None, workers=4, database_url=PG, rate_limit="off").workers == 4
+
+
+@pytest.mark.parametrize("count", [0, 65])
+def test_worker_count_is_bounded(count: int) -> None:
+    with pytest.raises(SettingsError, match="workers"):
+        Settings.load(None, workers=count, database_url=PG, rate_limit="off")
