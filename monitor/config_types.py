@@ -90,6 +90,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A settings field in seconds that also takes ``"30s"``, ``"5m"``, ``"1h30m"``."""
 
 
+LOG_SLOTS = 1024  # entries a rate-limit log keeps at most, for limits above this many units
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """`amount` units (requests or tokens) per sliding window of `window_s` seconds."""
@@ -129,6 +132,15 @@ class RateLimit:
     @property
     def window_us(self) -> int:
         return round(self.window_s * 1_000_000)
+
+    @property
+    def slot_us(self) -> int:
+        """The time resolution a sliding log of this limit keeps: 1 µs (every entry exact) up
+        to `LOG_SLOTS` units; above, a window's `LOG_SLOTS`-th, so that a log never holds more
+        than about `LOG_SLOTS` entries however high the limit."""
+        if self.amount <= LOG_SLOTS:
+            return 1
+        return max(1, self.window_us // LOG_SLOTS)
 
     def __str__(self) -> str:
         for name, seconds in (("day", 86400), ("hour", 3600), ("minute", 60)):

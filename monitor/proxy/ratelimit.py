@@ -14,8 +14,12 @@ its weight and a running total, so a check is O(1) amortised and memory is O(lim
 principal: a few KB for the limits this proxy uses (hundreds per hour), where a fixed-window
 counter would let 2x the limit through around a window edge and a sub-bucket counter would
 count a request for up to one bucket too long or too short. Token logs hold one entry per
-charged response, so they are bounded by the requests. The price: a limit of 100,000/hour
-would hold 100,000 entries per busy principal, where sub-buckets would be the better choice.
+charged response, so they are bounded by the requests. Above `LOG_SLOTS` (1,024) units a log
+would grow with the limit (a limit set "high enough never to refuse", 10^9/hour, held every
+request of the hour: a gigabyte at a few thousand requests a second), so such a limit keeps
+its log in slots of a window's 1,024th (`RateLimit.slot_us`): entries in one slot are one
+entry, logged at the slot's end, so a request counts at most one slot (3.5 s of an hour) too
+long and never too short, and a log holds at most about 1,024 entries.
 Timestamps are integer microseconds so that the boundary is exact in both backends (floats in
 Lua and Python would disagree at the last bit). A limit's value and its parsing (`100/hour`)
 are `config_types.RateLimit`, so that settings can check one at load time. The backends:
@@ -257,6 +261,15 @@ def measured_usage(
         remaining_tokens=max(0, quota.tokens.amount - tokens.used),
         tokens_reset_at=_reset_at(now_us, tokens, quota.tokens),
     )
+
+
+def slot_end(now_us: int, slot_us: int) -> int:
+    """The time an entry made at `now_us` is logged at: the end of its slot (itself when slots
+    are 1 µs). Rounding up, never down, keeps a limit a limit: an entry counts up to one slot
+    longer than exact, never shorter."""
+    if slot_us <= 1:
+        return now_us
+    return -(-now_us // slot_us) * slot_us
 
 
 def _reset_at(now_us: int, window: Window, limit: RateLimit) -> float:

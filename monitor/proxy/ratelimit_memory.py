@@ -24,6 +24,7 @@ from monitor.proxy.ratelimit import (
     Window,
     decide,
     measured_usage,
+    slot_end,
 )
 
 _SWEEP_PER_CALL = 8
@@ -44,10 +45,16 @@ class _Log:
         while entries and entries[0][0] <= cutoff:
             self.total -= entries.popleft()[1]
 
-    def add(self, now_us: int, weight: int) -> None:
-        # a clock that stepped back must not break the oldest-first order
-        at = max(now_us, self.entries[-1][0]) if self.entries else now_us
-        self.entries.append((at, weight))
+    def add(self, now_us: int, weight: int, slot_us: int = 1) -> None:
+        at = slot_end(now_us, slot_us)
+        entries = self.entries
+        if entries:
+            last, last_weight = entries[-1]
+            if at <= last:  # the same slot (or a clock that stepped back): one entry
+                entries[-1] = (last, last_weight + weight)
+                self.total += weight
+                return
+        entries.append((at, weight))
         self.total += weight
 
     def window(self, excess: int, window_us: int) -> Window:
@@ -119,7 +126,7 @@ class MemoryLimiter:
         )
         if allowed:
             state = state or self._add(principal)
-            state.requests.add(now_us, cost)
+            state.requests.add(now_us, cost, limit.slot_us)
             state.touch(now_us, limit.window_us)
             if state is not self._overflow:
                 self._principals.move_to_end(principal)
@@ -145,7 +152,7 @@ class MemoryLimiter:
             state = self._full(now_us)
         state = state or self._add(principal)
         state.tokens.trim(now_us, budget.window_us)
-        state.tokens.add(now_us, tokens)
+        state.tokens.add(now_us, tokens, budget.slot_us)
         state.touch(now_us, budget.window_us)
         if state is not self._overflow:
             self._principals.move_to_end(principal)

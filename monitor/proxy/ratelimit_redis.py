@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "gemma-monitor:rl:"
 
 # ARGV: op (acquire | charge | usage), now µs ("" = Redis TIME), limit, window µs, cost,
-# budget (-1 = none), budget window µs, tokens to charge.
+# budget (-1 = none), budget window µs, tokens to charge, slot µs, budget slot µs.
 # Returns: now, allowed, used, oldest, fits_at, tokens used, tokens oldest, tokens fits_at
 # (-1 for none). Numbers go through string.format('%d'): Lua prints numbers with 14 digits.
 SCRIPT = """
@@ -81,9 +81,27 @@ local function trim(log, field, window)
   return total
 end
 
-local function add(log, field, total, amount, window)
+-- the end of `now`'s slot (`ratelimit.slot_end`), in integer steps: no float rounding
+local function slot_end(slot)
+  if slot <= 1 then return now end
+  local k = math.floor(now / slot)
+  while k * slot < now do k = k + 1 end
+  while (k - 1) * slot >= now do k = k - 1 end
+  return k * slot
+end
+
+local function add(log, field, total, amount, window, slot)
+  local at = slot_end(slot)
+  local newest = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+  if #newest > 0 and tonumber(newest[2]) >= at then
+    -- the same slot (or a clock that stepped back): one entry, at the newest entry's time
+    at = tonumber(newest[2])
+    amount = amount + weight(newest[1])
+    total = total - weight(newest[1])
+    redis.call('ZREM', log, newest[1])
+  end
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
-  redis.call('ZADD', log, fmt(now), string.format('%d-%d:%d', now, seq, amount))
+  redis.call('ZADD', log, fmt(at), string.format('%d-%d:%d', at, seq, amount))
   redis.call('HSET', meta, field, fmt(total + amount))
   local ttl = math.floor(window / 1000) + 1000
   redis.call('PEXPIRE', log, fmt(ttl))
@@ -112,8 +130,9 @@ end
 
 local limit, window, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local budget, bwindow = tonumber(ARGV[6]), tonumber(ARGV[7])
+local slot, bslot = tonumber(ARGV[9]), tonumber(ARGV[10])
 if op == 'charge' then
-  add(KEYS[2], 't', trim(KEYS[2], 't', bwindow), tonumber(ARGV[8]), bwindow)
+  add(KEYS[2], 't', trim(KEYS[2], 't', bwindow), tonumber(ARGV[8]), bwindow, bslot)
   return {now}
 end
 local used = trim(KEYS[1], 'r', window)
@@ -124,7 +143,7 @@ local excess, texcess = 0, 0
 if op == 'acquire' then
   if used + cost <= limit and (budget < 0 or tused < budget) then
     allowed = 1
-    used = add(KEYS[1], 'r', used, cost, window)
+    used = add(KEYS[1], 'r', used, cost, window, slot)
   else
     excess, texcess = used + cost - limit, tused - budget + 1
   end
@@ -265,6 +284,8 @@ class RedisLimiter:
             -1 if budget is None else budget.amount,
             0 if budget is None else budget.window_us,
             tokens,
+            limit.slot_us,
+            1 if budget is None else budget.slot_us,
         )
         keys = self.keys(principal)
         try:

@@ -87,17 +87,18 @@ async def test_same_decisions_as_memory(limiter: RedisLimiter) -> None:
         "a": Quota.parse("5/minute", "300/2min"),
         "b": Quota.parse("3/10s"),
         "c": Quota.parse("2/second", "50/second"),
+        "d": Quota.parse("3000/10s", "5000/20s"),  # above 1,024: logs kept in slots
     }
     rng = random.Random(7)
     now = T + 0.123456
     outcomes: set[str | None] = set()
-    for _ in range(400):
+    for _ in range(600):
         now += rng.choice([0, 1e-6, 0.1, 0.7, 3, 11])
-        principal = rng.choice("abc")
+        principal = rng.choice("abcd")
         quota = quotas[principal]
         what = rng.random()
         if what < 0.6:
-            cost = rng.choice([1, 1, 1, 2])
+            cost = rng.choice([1, 1, 1, 2] if principal != "d" else [1, 400, 900])
             decisions = [
                 await backend.acquire(principal, quota.requests, cost, budget=quota.tokens, now=now)
                 for backend in (memory, limiter)
@@ -105,7 +106,7 @@ async def test_same_decisions_as_memory(limiter: RedisLimiter) -> None:
             outcomes.add(decisions[0].refused_by)
             got: list[Decision] | list[Usage] = decisions
         elif what < 0.85 and quota.tokens is not None:
-            tokens = rng.randint(1, 200)
+            tokens = rng.randint(1, 200 if principal != "d" else 2000)
             for backend in (memory, limiter):
                 await backend.charge_tokens(principal, tokens, quota.tokens, now=now)
             continue
@@ -116,6 +117,22 @@ async def test_same_decisions_as_memory(limiter: RedisLimiter) -> None:
             ]
         assert got[0] == got[1], f"at {now}: memory {got[0]} != redis {got[1]}"
     assert outcomes == {None, "requests", "tokens"}  # the script reached every branch
+
+
+async def test_a_high_limit_keeps_a_bounded_log(
+    limiter: RedisLimiter, redis: tuple[Redis, str]
+) -> None:
+    """3,000 requests in one slot of a 10^9/hour limit: one sorted-set member, not 3,000."""
+    client, _ = redis
+    limit = RateLimit.parse("1000000000/hour")
+    start = (T // (limit.slot_us / 1e6) + 1) * limit.slot_us / 1e6
+    for i in range(3000):
+        assert (await limiter.acquire("p", limit, now=start + 0.1 + i * 1e-4)).allowed
+    requests_key = limiter.keys("p")[0]
+    assert await client.zcard(requests_key) == 1
+    usage = await limiter.usage("p", limit, now=start + 1)
+    assert usage.requests == 3000
+    assert usage.reset_at == pytest.approx(start + limit.slot_us / 1e6 + HOUR)
 
 
 async def test_two_replicas_share_one_window_atomically(redis: tuple[Redis, str]) -> None:

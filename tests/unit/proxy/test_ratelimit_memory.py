@@ -210,6 +210,28 @@ async def test_a_flood_of_new_principals_does_not_reset_an_active_window() -> No
     assert len(limiter) == 1000
 
 
+async def test_a_high_limit_keeps_its_log_in_slots() -> None:
+    """Above 1,024 units a log keeps a window's 1,024th as its resolution: 100,000 requests over
+    ten seconds make three entries, not 100,000, and each counts to its slot's end plus the
+    window (never less than exact, at most one slot more)."""
+    limit = RateLimit.parse("1000000/hour")
+    slot_s = limit.slot_us / 1e6
+    assert limit.slot_us == round(3600e6) // 1024 and RateLimit.parse("1024/hour").slot_us == 1
+    limiter = MemoryLimiter()
+    start = (T // slot_s + 1) * slot_s  # a slot boundary: the requests span three slots
+    for i in range(100_000):
+        assert (await limiter.acquire("p", limit, now=start + 0.5 + i * 1e-4)).allowed
+    log = limiter._principals["p"].requests
+    assert len(log.entries) == 3 and log.total == 100_000
+    in_first_slot = log.entries[0][1]
+    first = await limiter.usage("p", limit, now=start + 0.5)
+    assert first.reset_at == pytest.approx(start + slot_s + HOUR)  # the first slot's end
+    # exact would let the first requests go at start + 0.5 + 1 h; they stay till their slot ends
+    assert (await limiter.usage("p", limit, now=start + 0.6 + HOUR)).requests == 100_000
+    left = await limiter.usage("p", limit, now=start + slot_s + HOUR)
+    assert left.requests == 100_000 - in_first_slot
+
+
 async def test_concurrent_acquires_count_exactly() -> None:
     limiter, limit = MemoryLimiter(), RateLimit.parse("50/hour")
     decisions = await asyncio.gather(*(limiter.acquire("p", limit) for _ in range(200)))
