@@ -32,8 +32,6 @@ import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -48,6 +46,7 @@ from monitor.proxy.ratelimit import (
     decide,
     measured_usage,
 )
+from monitor.proxy.redis_wire import ScriptClient
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | ScriptClient,
         *,
         prefix: str = DEFAULT_PREFIX,
         fail_open: bool = True,
@@ -192,13 +191,9 @@ class RedisLimiter:
         probe_interval_s: float = 1.0,
         timeout_s: float = 0.5,
     ) -> RedisLimiter:
-        """A limiter with its own client: short timeouts and no retries on the request path."""
-        client = Redis.from_url(
-            url,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        """A limiter with its own client (`redis_wire.ScriptClient`: one pipelined
+        connection, short timeouts, no retries on the request path)."""
+        client = ScriptClient(url, connect_timeout_s=timeout_s, timeout_s=timeout_s)
         return cls(
             client,
             prefix=prefix,
