@@ -193,9 +193,17 @@ class Supervisor:
                 check_migrated(engine)
             finally:
                 engine.dispose()
-        for left in sorted(self.settings.spool_dir.glob("worker-*")):
+        spool = self.settings.spool_dir
+        if any(spool.glob("segment-*.jsonl")):
+            log.warning(
+                "%s holds records spooled by a single-process run, which worker processes do not"
+                " replay (each has its own spool_dir/worker-<n>); start once with workers: 1 to"
+                " replay them",
+                spool,
+            )
+        for left in sorted(spool.glob("worker-*")):
             index = left.name.removeprefix("worker-")
-            if index.isdigit() and int(index) >= self.count and any(left.glob("*.jsonl")):
+            if index.isdigit() and int(index) >= self.count and any(left.glob("segment-*.jsonl")):
                 log.warning(
                     "%s holds spooled records of a worker this run does not have (workers: %d);"
                     " start with more workers to replay them",

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -233,3 +234,24 @@ def test_a_worker_that_cannot_start_stops_the_supervisor(
     assert done.returncode == 2, output
     assert "missing-policy.yaml" in output
     assert "could not start" in output
+
+
+def test_spools_no_worker_would_replay_are_named(
+    tmp_path: Path, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from monitor.config import Settings
+    from monitor.serving import Supervisor
+
+    spool = tmp_path / "spool"
+    for directory in (spool, spool / "worker-1", spool / "worker-5"):
+        directory.mkdir(parents=True)
+        (directory / "segment-000000000001.jsonl").write_text("{}\n")
+    settings = Settings.load(
+        None, workers=2, database_url=database, rate_limit="off", spool_dir=spool, auto_migrate=True
+    )
+    with caplog.at_level(logging.WARNING, logger="monitor.serving"):
+        Supervisor(settings)._prepare_store()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "single-process run" in warnings[0] and str(spool) in warnings[0]
+    assert "worker-5" in warnings[1]  # worker-1 is a worker this run has: it replays its own
