@@ -129,7 +129,6 @@ class _Worker:
     index: int
     process: BaseProcess
     started_at: float
-    restarts: int = 0
 
 
 class Supervisor:
@@ -216,10 +215,7 @@ class Supervisor:
             target=_worker_main, args=(settings, slot, sock), name=f"gemma-monitor-worker-{index}"
         )
         process.start()
-        old = self._workers.get(index)
-        self._workers[index] = _Worker(
-            index, process, time.monotonic(), old.restarts + 1 if old else 0
-        )
+        self._workers[index] = _Worker(index, process, time.monotonic())
 
     def _watch(self, settings: Settings, runtime_dir: Path, sock: socket.socket) -> int:
         restart_at: dict[int, float] = {}
