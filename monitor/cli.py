@@ -79,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         from monitor.serving import serve
 
-    return serve(settings)
+        return serve(settings)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
