@@ -4,11 +4,11 @@ With `workers: 1` (the default) this process serves. With more, this process is 
 it binds the port, runs the migrations once (`auto_migrate`), and starts that many worker
 processes (spawned, not forked: each builds its app, threads and connections itself), each
 serving the port with its own event loop; the kernel spreads connections over them (one
-socket per worker with SO_REUSEPORT where there is one, see `_listen`). The workers are replicas on one host, and share what replicas share: Postgres (one
-of them is elected leader for alerts, reports and retention), Redis for the rate-limit windows
-(settings refuse several workers without them), and one hash key. Each spools to its own
-`spool_dir/worker-<index>` and `/metrics` from any of them shows all of them
-(`api.worker_metrics`).
+socket per worker with SO_REUSEPORT where there is one, see `_listen`). The workers are
+replicas on one host, and share what replicas share: Postgres (one of them is elected leader
+for alerts, reports and retention), Redis for the rate-limit windows (settings refuse several
+workers without them), and one hash key. Each spools to its own `spool_dir/worker-<index>`,
+and `/metrics` from any of them shows all of them (`api.worker_metrics`).
 
 The supervisor restarts a worker that dies (after a pause that grows while it keeps dying
 young, up to `MAX_RESTART_DELAY_S`), with the same index, so it replays its own spool. A
@@ -232,7 +232,11 @@ class Supervisor:
                     log.error("worker %d could not start (see above): stopping", worker.index)
                     return EXIT_USAGE
                 lived = now - worker.started_at
-                delay = 0.0 if lived > STABLE_AFTER_S else self._next_delay(worker.index)
+                if lived > STABLE_AFTER_S:
+                    self._delays.pop(worker.index, None)  # it died old: start the pauses over
+                    delay = 0.0
+                else:
+                    delay = self._next_delay(worker.index)
                 log.warning(
                     "worker %d (pid %s) exited with %s after %.1fs; restarting it in %.1fs",
                     worker.index,

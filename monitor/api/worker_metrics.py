@@ -5,8 +5,9 @@ own samples on a Unix socket in the supervisor's private runtime directory, and 
 answering `/metrics` reads its siblings' there and merges them family by family. Every sample
 carries a `worker_process` label (the worker's index, not its pid, so a restarted worker
 continues its series; not `worker`, which names background workers): counters stay monotonic
-per series, and `sum without (worker_process)` gives the monitor's total. A sibling that does not answer within `SIBLING_TIMEOUT_S` (restarting, stuck) is left
-out of that scrape and counted in `gemma_monitor_worker_scrape_failures_total`.
+per series, and `sum without (worker_process)` gives the monitor's total. A sibling that does
+not answer within `SIBLING_TIMEOUT_S` (restarting, stuck) is left out of that scrape and
+counted in `gemma_monitor_worker_scrape_failures_total`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,12 @@ def merge(expositions: Iterable[bytes]) -> bytes:
 class WorkerMetrics:
     """Serves this worker's samples to its siblings, and gathers theirs for a scrape."""
 
-    def __init__(self, slot: WorkerSlot, registry: Collector) -> None:
+    def __init__(self, slot: WorkerSlot, registry: CollectorRegistry) -> None:
         self.slot = slot
         self.registry = registry
         self.scrape_failures = 0
         self._server: asyncio.AbstractServer | None = None
+        registry.register(_Failures(self))  # in this worker's own samples, for every scrape
 
     def render_own(self) -> bytes:
         """This worker's exposition, labelled (blocking: collectors read /proc)."""
@@ -123,12 +125,9 @@ class WorkerMetrics:
 
     async def scrape(self) -> bytes:
         """Every worker's samples, merged: this one's and each sibling's that answered."""
-        own = asyncio.to_thread(self.render_own)
-        found = await asyncio.gather(own, *(self._read(i) for i in self.slot.siblings()))
-        texts = [text for text in found if text is not None]
-        failures = self.scrape_failures
-        texts.append(generate_latest(Labelled(_Failures(failures), self.slot.label)))
-        return await asyncio.to_thread(merge, texts)
+        found = await asyncio.gather(*(self._read(i) for i in self.slot.siblings()))
+        own = await asyncio.to_thread(self.render_own)  # after the reads: their failures count
+        return await asyncio.to_thread(merge, [own, *(text for text in found if text)])
 
     async def _read(self, index: int) -> bytes | None:
         path = self.slot.socket_path(index)
@@ -145,13 +144,13 @@ class WorkerMetrics:
             return None
 
 
-class _Failures:
-    def __init__(self, count: int) -> None:
-        self.count = count
+class _Failures(Collector):
+    def __init__(self, owner: WorkerMetrics) -> None:
+        self.owner = owner
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
             "gemma_monitor_worker_scrape_failures",
             "Scrapes that left out a sibling worker's samples (it did not answer in time).",
-            value=self.count,
+            value=self.owner.scrape_failures,
         )
