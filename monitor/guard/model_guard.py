@@ -244,6 +244,7 @@ class ModelGuard:
             latency_us=rules.latency_us + model_us,
             classifier="+".join([rules.classifier, *names]),
             skipped=rules.without_skipped(ran).skipped,
+            findings_omitted=rules.findings_omitted,
         )
 
 

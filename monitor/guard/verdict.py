@@ -98,6 +98,7 @@ class Verdict:
     latency_us: int = 0
     classifier: str = "rules"
     skipped: tuple[str, ...] = field(default=())  # ids of checks this guard did not run
+    findings_omitted: int = 0  # findings a bounded copy no longer lists (see `bounded`)
 
     @property
     def blocked(self) -> bool:
@@ -123,34 +124,37 @@ class Verdict:
         scores = [f.score for f in self.findings if f.score is not None]
         return max(scores) if scores else None
 
-    def as_dict(self, max_findings: int | None = None) -> dict[str, Any]:
-        """A JSON-ready form (without redacted content: storing it is the recorder's choice).
-
-        `max_findings` bounds the findings listed, for records: a hostile text can carry
-        thousands (a digit run per few characters), and each costs time on the request path
-        and room in the store. Past it, a finding is still listed when it is the first of its
-        check, rule and action, or the highest score, so the deciding finding, every kind of
-        finding and the score survive; `findings_omitted` counts the rest.
-        """
+    def bounded(self, max_findings: int) -> Verdict:
+        """This verdict listing about `max_findings` findings at most (itself when it lists no
+        more): a hostile text can carry thousands (a digit run per few characters), and each
+        costs time to copy, record and store. Past the bound a finding is still listed when it
+        is the first of its check, rule and action, or the highest score, so the deciding
+        finding, every kind of finding and the score survive; `findings_omitted` counts the
+        rest."""
         findings = self.findings
-        if max_findings is None or len(findings) <= max_findings:
-            kept = [f.as_dict() for f in findings]
-            omitted = 0
-        else:
-            top = max(findings, key=lambda f: -1.0 if f.score is None else f.score)
-            seen: set[tuple[str, str, Action]] = set()
-            kept = []
-            for finding in findings:
-                kind = (finding.check, finding.rule, finding.action)
-                if len(kept) < max_findings or kind not in seen or finding is top:
-                    kept.append(finding.as_dict())
-                seen.add(kind)
-            omitted = len(findings) - len(kept)
+        if len(findings) <= max_findings:
+            return self
+        top = max(findings, key=lambda f: -1.0 if f.score is None else f.score)
+        seen: set[tuple[str, str, Action]] = set()
+        kept: list[Finding] = []
+        for finding in findings:
+            kind = (finding.check, finding.rule, finding.action)
+            if len(kept) < max_findings or kind not in seen or finding is top:
+                kept.append(finding)
+            seen.add(kind)
+        omitted = self.findings_omitted + len(findings) - len(kept)
+        return dataclasses.replace(self, findings=tuple(kept), findings_omitted=omitted)
+
+    def as_dict(self, max_findings: int | None = None) -> dict[str, Any]:
+        """A JSON-ready form (without redacted content: storing it is the recorder's choice),
+        listing at most `max_findings` findings as `bounded` keeps them."""
+        verdict = self if max_findings is None else self.bounded(max_findings)
+        omitted = verdict.findings_omitted
         answer = {
             "stage": self.stage.value,
             "policy": self.policy,
             "action": self.action.value,
-            "findings": kept,
+            "findings": [f.as_dict() for f in verdict.findings],
             "latency_us": self.latency_us,
             "classifier": self.classifier,
             "skipped": list(self.skipped),

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from monitor.config import Settings
-from monitor.errors import BackendFailed, InternalError, ProxyError
+from monitor.errors import BackendFailed, InternalError, ProxyError, RequestInvalid
 from monitor.guard.classifier import ClassifierError
 from monitor.guard.loader import PolicyError
 from monitor.guard.verdict import Action, Verdict
@@ -25,7 +25,7 @@ from monitor.proxy import protocols
 from monitor.proxy.admission import NOT_RECORDED, Admission
 from monitor.proxy.budget import budget_for_output, cap_max_tokens, spent_tokens
 from monitor.proxy.exchange import ClientGone, Exchange, Receive, Scope, Send
-from monitor.proxy.guarding import GuardStep
+from monitor.proxy.guarding import RECORDED_FINDINGS, GuardStep
 from monitor.proxy.headers import request_headers, response_headers
 from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
@@ -45,9 +45,6 @@ _JSON = [(b"content-type", b"application/json")]
 # below it, tens of milliseconds for a body of the largest accepted size and shape.
 OFF_LOOP_BODY_BYTES = 64 * 1024
 _ERROR_EXCERPT = 2000
-# Findings listed per verdict in a record (see `Verdict.as_dict`): a hostile request's
-# thousands cost milliseconds on the event loop to list and room in the store.
-RECORDED_FINDINGS = 100
 
 
 class ProxyHandler:
@@ -194,6 +191,7 @@ class ProxyHandler:
         body = await exchange.read_body(
             self.settings.max_body_bytes, self.settings.request_body_timeout_s
         )
+        _check_containers(body, self.settings.max_json_containers)
         if len(body) < OFF_LOOP_BODY_BYTES:
             payload, info = _read_request(route, body)
         else:  # parsing and walking a large body would hold the loop for milliseconds
@@ -272,7 +270,8 @@ class ProxyHandler:
             if verdict.blocked:
                 raise guard.refusal(verdict)
             if verdict.action is Action.REDACT:
-                out = relay.rewrite_whole(guard.redact_response)
+                redacted = await guard.redactions(relay.whole_texts())
+                out = relay.rewrite_whole(lambda text: redacted.get(text, text))
         await exchange.whole(200, relay.response_headers(response_headers(upstream)), out)
 
     async def _relay_stream(
@@ -413,6 +412,17 @@ class ProxyHandler:
             record.extra["response_model"] = relay.response_model
         if self.settings.content_storage == "full":
             record.response_text = relay.text
+
+
+def _check_containers(body: bytes, limit: int) -> None:
+    """Refuse a body with more than `limit` JSON objects and arrays before it is parsed (which
+    holds the GIL throughout, in whichever thread), counting their opening characters: an
+    upper bound, cheap (50 us a megabyte), and only needed past `limit` bytes."""
+    if len(body) > limit and (count := body.count(b"{") + body.count(b"[")) > limit:
+        raise RequestInvalid(
+            f"request body holds {count} '{{' and '[' characters (JSON objects and arrays, "
+            f"strings included); at most {limit} are accepted (max_json_containers)"
+        )
 
 
 def _read_request(route: str, body: bytes) -> tuple[dict[str, Any], protocols.RequestInfo]:

@@ -91,8 +91,23 @@ class Relay:
 
     # -- what the output guard needs ------------------------------------------------------
 
+    def whole_texts(self) -> list[str]:
+        """The texts of the whole reply that `rewrite_whole` passes through its `redact`."""
+        texts: list[str] = []
+
+        def keep(text: str) -> str:
+            texts.append(text)
+            return text
+
+        self._each_text(keep)
+        return texts
+
     def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
         """The whole reply again, each choice's text passed through `redact`."""
+        raise NotImplementedError
+
+    def _each_text(self, apply: Callable[[str], str]) -> None:
+        """Replace each text of the whole reply by `apply(text)`."""
         raise NotImplementedError
 
     def filtered_ending(self, error: ProxyError, request_id: str) -> bytes:
@@ -144,6 +159,10 @@ class OpenAIRelay(Relay):
         _redact_openai_choices(self._whole, redact)
         self._replace_text(protocols.openai_response_text(self._whole))
         return orjson.dumps(self._whole)
+
+    def _each_text(self, apply: Callable[[str], str]) -> None:
+        assert self._whole is not None
+        _redact_openai_choices(self._whole, apply)
 
     def _chunk(self, delta_text: str | None, finish: Any) -> bytes:
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
@@ -230,6 +249,10 @@ class OllamaRelay(Relay):
         self._replace_text(protocols.ollama_response_text(self._whole))
         return orjson.dumps(self._whole)
 
+    def _each_text(self, apply: Callable[[str], str]) -> None:
+        assert self._whole is not None
+        _redact_ollama(self._whole, apply)
+
     def redacted_stream(self, text: str) -> bytes:
         self._replace_text(text)
         line: dict[str, Any] = {"model": self._model, "done": False}
@@ -290,6 +313,9 @@ class TranslatedOllamaRelay(Relay):
         _redact_openai_choices(self._whole, redact)
         self._replace_text(protocols.openai_response_text(self._whole))
         return self._answer.whole(self._whole)
+
+    def _each_text(self, apply: Callable[[str], str]) -> None:
+        _redact_openai_choices(self._whole, apply)
 
     def redacted_stream(self, text: str) -> bytes:
         self._replace_text(text)

@@ -35,6 +35,11 @@ factual_accuracy(response, reference)
 
 overall
     The mean of the four.
+
+Each text is scored on its first `MAX_CHARS` characters: the scorer runs in a thread of the
+server, and its regular expressions hold the GIL for as long as a text is long (a 170 KB reply
+held it for milliseconds at a time, time the event loop waited); an opening that long says as
+much about a reply's coherence and relevance as the rest of it.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ ANTONYM_PAIRS = (
 NEGATIONS = frozenset({"not", "no", "never", "isn't", "aren't", "don't", "doesn't", "can't"})
 
 IDEAL_SENTENCE_WORDS = (8.0, 25.0)
+MAX_CHARS = 16_000
 _RUN_ON_SPAN = 50.0
 _HEDGE_PENALTY, _MAX_HEDGES = 0.1, 5
 _CONTRADICTION_PENALTY = 0.25
@@ -125,7 +131,9 @@ class QualityScores:
 
 
 def score(prompt: str, response: str, reference: str | None = None) -> QualityScores:
-    """All four scores and their mean."""
+    """All four scores and their mean, each text read up to `MAX_CHARS`."""
+    prompt, response = prompt[:MAX_CHARS], response[:MAX_CHARS]
+    reference = reference[:MAX_CHARS] if reference is not None else None
     parts = (
         relevance(prompt, response),
         coherence(response),

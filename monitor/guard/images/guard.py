@@ -87,6 +87,7 @@ class ImageGuard:
             latency_us=(time.perf_counter_ns() - started) // 1000,
             classifier="+".join(dict.fromkeys([verdict.classifier, *names])),
             skipped=verdict.without_skipped(self._keys).skipped,
+            findings_omitted=verdict.findings_omitted,
         )
 
     async def ready(self) -> None:

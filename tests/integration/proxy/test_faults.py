@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.fake_backend import FakeBackend
@@ -98,6 +99,34 @@ def test_huge_body_is_a_413(make_proxy, fake_backend: FakeBackend) -> None:
     resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=chunks(), headers=JSON)
     assert resp.status_code == 413
     assert fake_backend.received == []
+
+
+def test_a_body_of_too_many_json_objects_is_refused_before_it_is_parsed(
+    make_proxy, fake_backend: FakeBackend
+) -> None:
+    proxy = make_proxy(max_json_containers=1000)
+    tiny = [{"type": "text", "text": "a"}] * 1200
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": tiny}]})
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", content=body, headers=JSON)
+    assert resp.status_code == 400
+    error = openai_error(resp)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert "1204 '{' and '[' characters" in error["message"]
+    assert "max_json_containers" in error["message"]
+    assert proxy.record(resp.headers["x-request-id"]).http_status == 400  # still recorded
+    # braces in strings count too; under the cap a body passes
+    text = "{[" * 400
+    ok = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": text}]},
+    )
+    assert ok.status_code == 200
+    over = httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": text * 2}]},
+    )
+    assert over.status_code == 400
+    assert len(fake_backend.received) == 1
 
 
 def test_dead_backend_is_a_502(make_proxy) -> None:

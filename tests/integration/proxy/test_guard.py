@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 import pytest
 
 from monitor.guard.checks import ShieldGemmaCheck
@@ -152,6 +153,26 @@ def test_output_redaction_whole_both_protocols(
     assert record.response_text is not None and SECRET not in record.response_text
     ollama = httpx.post(f"{proxy.url}/api/chat", json={**CHAT, "stream": False})
     assert "[SECRET]" in ollama.json()["message"]["content"]
+
+
+def test_a_long_reply_is_redacted_in_the_rules_process(
+    make_proxy, fake_backend: FakeBackend, tmp_path: Path
+) -> None:
+    """A whole reply of 4,096 characters or more is checked and rewritten by the rules
+    process (not on the event loop), to the same result."""
+    proxy = make_proxy(policies=policy_file(tmp_path, REDACT_SECRETS), content_storage="full")
+    filler = "The river runs past the old mill. " * 150
+    fake_backend.script.text = f"{filler}your key is {SECRET} keep it"
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
+    content = resp.json()["choices"][0]["message"]["content"]
+    assert content == f"{filler}your key is [SECRET] keep it"
+    [child] = [c for c in psutil.Process().children() if "rules_process" in " ".join(c.cmdline())]
+    record = proxy.record(resp.headers["x-request-id"])
+    assert record.response_text is not None and SECRET not in record.response_text
+    assert [v["action"] for v in record.verdicts] == ["redact"]
+    ollama = httpx.post(f"{proxy.url}/api/chat", json={**CHAT, "stream": False})
+    assert ollama.json()["message"]["content"] == f"{filler}your key is [SECRET] keep it"
+    assert child.is_running()
 
 
 def test_buffered_stream_redacts(make_proxy, fake_backend: FakeBackend, tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ stay small. Before the rules ran off the loop (and before the size caps), these 
 every stream for 0.5 to 1 s at a time.
 
 The proxy runs as an operator runs it (`gemma-monitor serve`, its own process): in this
-process its rules' worker thread would also take GIL turns from the fake backend and the
-clients, and the gaps would measure that.
+process the proxy's threads would also take GIL turns from the fake backend and the clients,
+and the gaps would measure that. The attack starts once the proxy has settled: its first
+seconds run every background worker's first step at once (SQL compiled for the first time,
+in threads), which is start-up's cost, not a request's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 
 from tests.support.fake_backend import FakeBackend
 from tests.support.servers import metric_samples, start_serve
@@ -34,16 +37,17 @@ TEXT_CHARS = 8192  # the default policy's max_chars per text
 TEXTS = 16  # 16 x 8192 = 131072: its max_total_chars
 # The aim: no request holds the proxy's event loop for more than 20 ms. The proxy measures its
 # loop itself (a timer due every LAG_INTERVAL_S: how late it ran), and the worst lateness plus
-# the interval bounds the longest stall. Measured on a 2-core machine over 25 runs: within
-# 12-19.5 ms in 23 (the histogram's buckets round the lateness up to the next 2.5 ms), over
-# 20 ms in 2 (the 20 ms bucket, at the 5 ms resolution the buckets had then), from a cause
-# not yet found.
+# the interval bounds the longest stall (the histogram's buckets round the lateness up to the
+# next 2.5 ms). Measured on a 2-core machine: 12-22 ms while the rules ran in a thread (over
+# 20 ms in about 1 run in 10: the thread held the GIL while the OS ran something else);
+# with them in a process, the body's JSON containers capped and the attack started once the
+# proxy had settled: 7-14.5 ms over 30 runs.
 MAX_STALL_S = 0.020
 LAG_INTERVAL_S = 0.002
 # The gaps the streaming client sees: the backend's own spacing (2 ms), any stall of the proxy,
 # and this process's scheduling (the fake backend and the hostile senders share its GIL).
-# Measured on a 2-core machine: 11.2-18.2 ms over 22 runs (19-31 ms before the findings
-# were bounded and /metrics left the loop; 0.5 to 1 s before the rules ran off it).
+# Measured on a 2-core machine: 8.8-15.8 ms over 30 runs (19-31 ms before the findings were bounded and /metrics
+# left the loop; 0.5 to 1 s before the rules ran off it).
 MAX_GAP_S = 0.030
 
 
@@ -92,10 +96,11 @@ def hostile_bodies() -> list[tuple[str, str, bytes]]:
     over = fill("1 (555) 555-0100 0 20 7946 0958 ", 8000)  # the costliest digit shape
     near_limit = [{"role": "user", "content": [{"type": "text", "text": over}] * 125}]
     bodies.append(("1 MB of digits in parts", "/v1/chat/completions", chat(near_limit)))
-    tiny = [{"type": "text", "text": ""}] * 38_000
-    bodies.append(
-        ("38k tiny parts", "/v1/chat/completions", chat([{"role": "user", "content": tiny}]))
-    )
+    # tiny parts: just under the body's JSON containers cap (parsed, then over max_parts), and
+    # far over it (refused before parsing: 38,000 objects took 20 ms to parse and walk)
+    for name, count in (("9k tiny parts", 9_000), ("38k tiny parts", 38_000)):
+        tiny = [{"type": "text", "text": ""}] * count
+        bodies.append((name, "/v1/chat/completions", chat([{"role": "user", "content": tiny}])))
     template = orjson.dumps({"model": "m", "prompt": "hi", "template": fill("8", 1_000_000)})
     bodies.append(("1 MB template", "/api/generate", template))
     return bodies
@@ -106,6 +111,7 @@ def test_no_request_stalls_a_stream(
 ) -> None:
     process, url = start_serve(tmp_path, fake_backend_url, loop_lag_interval_s=str(LAG_INTERVAL_S))
     try:
+        settle(process.pid)
         before = loop_lag_buckets(url)
         largest, statuses = stream_under_attack(url, fake_backend)
         after = loop_lag_buckets(url)
@@ -122,7 +128,23 @@ def test_no_request_stalls_a_stream(
     assert largest < MAX_GAP_S
     assert all(status in (200, 400) for status in statuses.values()), statuses
     assert statuses["1 MB of digits in parts"] == 400  # over max_total_chars
-    assert statuses["38k tiny parts"] == 400  # over max_parts
+    assert statuses["9k tiny parts"] == 400  # over max_parts
+    assert statuses["38k tiny parts"] == 400  # over max_json_containers
+
+
+def settle(pid: int, *, window_s: float = 0.25, busy_s: float = 0.025, limit_s: float = 15) -> None:
+    """Wait until the proxy's process is idle (under `busy_s` of CPU in a `window_s`): its
+    start-up work (every background worker's first step) is done."""
+    proxy = psutil.Process(pid)
+    deadline = time.monotonic() + limit_s
+    used = sum(proxy.cpu_times()[:2])
+    while time.monotonic() < deadline:
+        time.sleep(window_s)
+        now = sum(proxy.cpu_times()[:2])
+        if now - used < busy_s:
+            return
+        used = now
+    raise AssertionError(f"the proxy was still busy {limit_s} s after it started")
 
 
 def loop_lag_buckets(base: str) -> dict[float, float]:

@@ -191,3 +191,22 @@ def test_odd_shapes_do_not_crash_a_policy_without_validation() -> None:
     guard = guard_of("input:\n  checks:\n    - {type: pii}\n    - {type: injection}\n")
     for messages in (None, 3, "text", [None, 1, {"role": 2}, {"content": ["x", {"type": "text"}]}]):
         assert guard.check_input(messages).action is Action.ALLOW
+
+
+def test_a_bounded_verdict_keeps_the_deciding_finding_each_kind_and_counts_the_rest() -> None:
+    guard = guard_of(
+        "input:\n  checks:\n    - {type: pii, types: [email], action: redact}\n"
+        "    - {type: denylist, terms: [forbidden], action: block}\n"
+    )
+    verdict = guard.check_input(user("mail a@b.io " * 300 + "and the forbidden word"))
+    assert verdict.blocked and len(verdict.findings) > 300
+    bounded = verdict.bounded(100)
+    rules = [f.rule for f in bounded.findings]
+    assert len(bounded.findings) == 101 and rules[-1] == verdict.reason.rule  # type: ignore[union-attr]
+    assert bounded.reason == verdict.reason and bounded.action is verdict.action
+    assert bounded.findings_omitted == len(verdict.findings) - 101
+    assert bounded.bounded(100) == bounded  # bounding twice changes nothing
+    assert verdict.bounded(10_000) is verdict
+    # a record of it counts what the copy left out and what the record leaves out
+    assert bounded.as_dict(50)["findings_omitted"] == len(verdict.findings) - 51
+    assert bounded.as_dict()["findings_omitted"] == bounded.findings_omitted

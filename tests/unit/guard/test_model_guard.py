@@ -163,3 +163,12 @@ def test_response_prompt_is_the_last_user_message() -> None:
     ]
     assert response_prompt(messages) == "a\n\nb"
     assert response_prompt([{"role": "system", "content": "s"}]) == ""
+
+
+async def test_a_bounded_rules_verdict_keeps_its_count_through_the_model_checks() -> None:
+    guard = guard_of(
+        f"input:\n  checks:\n    - {{type: pii, action: redact}}\n    - {SG % 'block'}\n"
+    )
+    rules = guard.rules.check_input(user("mail a@b.io " * 300)).bounded(100)
+    verdict = await guard.check_input(user("mail a@b.io " * 300), rules)
+    assert verdict.findings_omitted == 200 and verdict.classifier != "rules"

@@ -200,3 +200,12 @@ def test_scores_as_dict_names_every_score() -> None:
         "factual_accuracy": 0.4,
         "overall": 0.25,
     }
+
+
+def test_a_long_text_is_scored_on_its_opening() -> None:
+    """The scorer's cost is bounded: past `MAX_CHARS` a text is not read."""
+    opening = "The river is calm. It is not calm at night. " * 400
+    assert len(opening) > heuristic.MAX_CHARS
+    tail = " unsafe kill bomb maybe perhaps" * 5000
+    prompt = "Tell me about the river " * 2000
+    assert heuristic.score(prompt + " weapons", opening + tail) == heuristic.score(prompt, opening)
