@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from monitor.proxy.admission import principal_id
 from tests.support.databases import postgres_schema, render
 from tests.support.redis_db import redis_url
-from tests.support.servers import start_serve
+from tests.support.servers import metric_samples, start_serve
 
 ADMIN_TOKEN = "replicas-admin-token"
 ALERT_WINDOW_S = 2.0
@@ -76,10 +76,8 @@ class Replica:
         return dict(self.stats()["leadership"])
 
     def metric(self, name: str) -> float | None:
-        for line in httpx.get(f"{self.url}/metrics", timeout=10).text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
+        """An unlabelled sample of the replica's /metrics, None when it has none."""
+        return metric_samples(self.url).get(name)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
