@@ -87,6 +87,8 @@ class RulesProcess:
         )
 
     async def _ask(self, child: _Child, call: tuple[Any, ...]) -> Verdict:
+        if child is not self._child:  # it died while this call waited for it to start
+            raise ChildGone
         answer: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._waiting.append(answer)  # answers come in the order the calls were written
         # No drain: a call is at most the largest body, and the transport buffers what the
@@ -134,6 +136,10 @@ class RulesProcess:
                     answer.set_exception(RuntimeError(f"the guard's rules failed: {value}"))
         except (asyncio.IncompleteReadError, ConnectionError):
             self._gone(child, f"exit code {await child.exit_code()}")
+        except Exception as exc:  # an answer that makes no sense: this child is not asked again
+            child.kill()
+            self._gone(child, f"unreadable answer: {exc!r}")
+            await child.exit_code()  # reaped
 
     def _gone(self, child: _Child, why: str) -> None:
         if self._child is not child:
@@ -216,6 +222,10 @@ class _Child:
     async def exit_code(self) -> int:
         """Its exit code, once its output has ended (it is exiting, or gone)."""
         return await asyncio.to_thread(self._popen.wait)
+
+    def kill(self) -> None:
+        self._writer.close()
+        self._popen.kill()
 
     async def aclose(self) -> None:
         """Close its stdin (it exits after the calls it has), kill it if it has not within

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -120,6 +121,32 @@ async def test_a_rule_that_fails_in_the_child_fails_the_call(engine: Guard) -> N
         with pytest.raises(RuntimeError, match="the guard's rules failed"):
             await process._run(("no such call", None))
         assert (await process.check_input(messages(INJECTION))).blocked  # the child goes on
+    finally:
+        await process.aclose()
+
+
+async def test_an_unreadable_answer_retires_the_child(
+    engine: Guard, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    process = RulesProcess(engine, 100)
+    try:
+        assert not (await process.check_input(messages(CLEAN))).blocked
+        [first] = children()
+
+        async def garbage(self: object) -> object:
+            raise pickle.UnpicklingError("not a pickle")
+
+        # the reader is already waiting for the next answer: that one still reads well
+        monkeypatch.setattr(rules_process._Child, "receive", garbage)
+        with caplog.at_level(logging.WARNING, "monitor.proxy.rules_process"):
+            assert (await process.check_input(messages(INJECTION))).blocked
+            for _ in range(50):  # the reader's next read fails: the child is killed
+                if not first.is_running():
+                    break
+                await asyncio.sleep(0.05)
+            assert not first.is_running()
+            assert (await process.check_input(messages(INJECTION))).blocked  # in a thread
+        assert "unreadable answer" in caplog.text
     finally:
         await process.aclose()
 
