@@ -292,10 +292,10 @@ def _listen(settings: Settings, count: int) -> list[socket.socket]:
     here while it restarts, so the connections queued on it wait for its replacement instead
     of being refused. Without SO_REUSEPORT, one shared socket."""
     reuse_port = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sockets: list[socket.socket] = []
     try:
         for _ in range(count if reuse_port else 1):
-            family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

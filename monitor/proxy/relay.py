@@ -155,8 +155,8 @@ class OpenAIRelay(Relay):
         return data
 
     def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
+        self._each_text(redact)
         assert self._whole is not None
-        _redact_openai_choices(self._whole, redact)
         self._replace_text(protocols.openai_response_text(self._whole))
         return orjson.dumps(self._whole)
 
@@ -244,8 +244,8 @@ class OllamaRelay(Relay):
         return data
 
     def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
+        self._each_text(redact)
         assert self._whole is not None
-        _redact_ollama(self._whole, redact)
         self._replace_text(protocols.ollama_response_text(self._whole))
         return orjson.dumps(self._whole)
 
@@ -310,7 +310,7 @@ class TranslatedOllamaRelay(Relay):
         return self._answer.whole(payload)
 
     def rewrite_whole(self, redact: Callable[[str], str]) -> bytes:
-        _redact_openai_choices(self._whole, redact)
+        self._each_text(redact)
         self._replace_text(protocols.openai_response_text(self._whole))
         return self._answer.whole(self._whole)
 

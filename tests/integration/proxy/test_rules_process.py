@@ -37,10 +37,11 @@ def timeless(verdict: Verdict) -> Verdict:
     return dataclasses.replace(verdict, latency_us=0)
 
 
-def children() -> list[psutil.Process]:
+def children(parent: psutil.Process | None = None) -> list[psutil.Process]:
+    """The rules children of `parent` (this process by default)."""
     return [
         child
-        for child in psutil.Process().children()
+        for child in (parent or psutil.Process()).children()
         if "monitor.proxy.rules_process" in " ".join(child.cmdline())
     ]
 
@@ -174,11 +175,7 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path) -> None:
     try:
         assert parent.stdout is not None
         assert parent.stdout.readline().strip() == b"checked"
-        [child] = [
-            c
-            for c in psutil.Process(parent.pid).children()
-            if "monitor.proxy.rules_process" in " ".join(c.cmdline())
-        ]
+        [child] = children(psutil.Process(parent.pid))
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
         started = time.monotonic()
