@@ -5,6 +5,12 @@
     .venv/bin/python bench/recorder_bench.py --verdicts      # each record with one guard verdict
     .venv/bin/python bench/recorder_bench.py --share 0.1 --errors 0.05   # sampling 1 in 10
     .venv/bin/python bench/recorder_bench.py --rollup       # then time rolling the records up
+    .venv/bin/python bench/recorder_bench.py --rate 5000 --seconds 60   # paced, as a server
+
+A paced run submits `--rate` records a second for `--seconds` to a recorder with a server's
+defaults (queue of 20,000 records, batches of 1,000, spool behind it) and prints, each second,
+the queue's depth, what was written and what went to the spool: the recorder keeps up when the
+depth stays flat and nothing is spooled.
 
 Postgres: MONITOR_TEST_POSTGRES_URL (default: local, trust auth), in a throwaway schema.
 SQLite: a file in a temporary directory. The target is >= 5,000 records/s into Postgres.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import sys
 import tempfile
@@ -158,6 +165,53 @@ async def run(
     return elapsed, int(stored), int(verdicts)
 
 
+async def paced(
+    url: str, rate: int, seconds: int, *, with_verdicts: bool, errors: float
+) -> tuple[int, int, int]:
+    """Submit `rate` records a second for `seconds`, as a server's requests would arrive (in
+    10 ms ticks); print one line a second. Returns (deepest queue, records spooled, dropped)."""
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory() as spool_dir:
+        recorder = Recorder(engine, Spool(spool_dir))  # a server's defaults
+        await recorder.start()
+        total = rate * seconds
+        source = records(total, with_verdict=with_verdicts, errors=errors)
+        sent = deepest = second_deepest = 0
+        cpu0, started = time.process_time(), loop.time()
+        second = 1
+        print(f"  {'s':>3} {'submitted':>10} {'written':>10} {'queue max':>10} {'spooled':>8}")
+        while sent < total:
+            due = min(total, int((loop.time() - started) * rate))
+            for record in itertools.islice(source, due - sent):
+                recorder.submit(record)
+            sent = due
+            second_deepest = max(second_deepest, recorder.queue_depth)
+            if loop.time() - started >= second or sent == total:
+                print(f"  {second:>3} {sent:>10,d} {recorder.records_written_total:>10,d}"
+                      f" {second_deepest:>10,d} {recorder.records_spooled_total:>8,d}")  # fmt: skip
+                deepest, second_deepest = max(deepest, second_deepest), 0
+                second += 1
+            await asyncio.sleep(0.01)
+        submitted_at = loop.time()
+        await recorder.flush()
+        drained = loop.time() - submitted_at
+        elapsed, cpu = loop.time() - started, time.process_time() - cpu0
+        await recorder.stop()
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(requests_table)).scalar_one()
+        print(
+            f"  {total:,d} records at {total / elapsed:,.0f}/s offered over {elapsed:.1f} s;"
+            f" the queue drained {drained * 1000:,.0f} ms after the last; stored {stored:,d};"
+            f" deepest queue {deepest:,d}; spooled {recorder.records_spooled_total:,d};"
+            f" dropped {recorder.records_dropped_total:,d};"
+            f" process CPU {cpu / total * 1e6:,.0f} µs/record"
+        )
+    engine.dispose()
+    return deepest, recorder.records_spooled_total, recorder.records_dropped_total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=50_000)
@@ -179,7 +233,25 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--errors", type=float, default=0.0, help="share of backend errors")
     parser.add_argument("--rollup", action="store_true", help="then time their rollups")
+    parser.add_argument(
+        "--rate", type=int, help="paced: submit this many records a second (see --seconds)"
+    )
+    parser.add_argument("--seconds", type=int, default=60, help="paced: for this long")
     args = parser.parse_args()
+    targets = {"postgres": postgres_url, "sqlite": sqlite_url}
+    if args.rate:
+        failed = False
+        for name, make_url_for in targets.items():
+            if args.only and name != args.only:
+                continue
+            print(f"{name}: {args.rate:,d} records/s for {args.seconds} s")
+            with make_url_for() as url:
+                _, spooled, dropped = asyncio.run(
+                    paced(url, args.rate, args.seconds, with_verdicts=args.verdicts,
+                          errors=args.errors)
+                )  # fmt: skip
+            failed = failed or bool(spooled or dropped)
+        return 1 if failed else 0
     keep_one_in = round(1 / args.share)
     errors = args.records // round(1 / args.errors) if args.errors else 0
     successes = args.records - errors
@@ -187,7 +259,6 @@ def main() -> int:
     sampled = keep_one_in > 1 and not args.verdicts
     expected = errors + (successes // keep_one_in if sampled else successes)
 
-    targets = {"postgres": postgres_url, "sqlite": sqlite_url}
     for name, make_url_for in targets.items():
         if args.only and name != args.only:
             continue
