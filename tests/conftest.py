@@ -39,11 +39,17 @@ def make_proxy(tmp_path: Path, fake_backend_url: str) -> Iterator[Callable[..., 
     """Start a proxy in front of the fake backend (or `backend_url=`), on SQLite unless told."""
     started: list[RunningProxy] = []
 
-    def make(*, classifiers: ClassifierFactory | None = None, **overrides: Any) -> RunningProxy:
+    def make(
+        *,
+        classifiers: ClassifierFactory | None = None,
+        stock_protocol: bool = False,
+        **overrides: Any,
+    ) -> RunningProxy:
         overrides.setdefault("backend_url", fake_backend_url)
         directory = tmp_path / f"proxy{len(started)}"
         directory.mkdir()
-        proxy = start_proxy(proxy_settings(directory=directory, **overrides), classifiers)
+        settings = proxy_settings(directory=directory, **overrides)
+        proxy = start_proxy(settings, classifiers, stock_protocol=stock_protocol)
         started.append(proxy)
         return proxy
 

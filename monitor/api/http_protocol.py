@@ -13,6 +13,10 @@ from the request's first byte for the next ones on a keep-alive connection. Past
 - a connection that sent nothing is closed without an answer (there is nobody to answer);
 - a pipelined request behind a response still being sent makes that response the
   connection's last, rather than cutting it off.
+
+Each request's scope also carries a `DisconnectHook` (`monitor.proxy.exchange`): a lost
+connection calls the proxy's callback for the request it was answering, where otherwise the
+proxy would keep a task per request waiting on `receive()`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from monitor.errors import HeaderTimeout
 from monitor.proxy import protocols
+from monitor.proxy.exchange import DISCONNECT_HOOK, DisconnectHook
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,12 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            hook = (cycle.scope.get("extensions") or {}).get(DISCONNECT_HOOK)
+            if isinstance(hook, DisconnectHook):
+                hook.fire()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -58,6 +68,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         self._request_begun = False
+        # an ASGI extension: uvicorn's scope has no "extensions" of its own
+        extensions: dict[str, Any] = {DISCONNECT_HOOK: DisconnectHook()}
+        self.scope["extensions"] = extensions
         super().on_headers_complete()
 
     def _arm(self) -> None:

@@ -8,6 +8,13 @@ the server's to bound (uvicorn's `limit_concurrency`, set from `max_client_conne
 
 Pure ASGI rather than a framework response class: the relay sends upstream chunks as they come,
 and the disconnect watcher needs `receive` to itself once the body is read.
+
+A client that goes away is noticed in one of two ways. Under the proxy's own server protocol
+(`monitor.api.http_protocol`) the scope's extensions hold a `DisconnectHook` whose callback the protocol
+calls when the connection is lost: no task per request. Under any other ASGI server, a task
+waits on `receive()` for `http.disconnect`. The hook saves that task's creation, its two
+wake-ups and its cancellation: about 10 µs of CPU per request (wrk at 64 connections,
+zero-delay backend, all features on: 303 against 308-314 µs, 4 % more requests a second).
 """
 
 from __future__ import annotations
@@ -28,6 +35,24 @@ class ClientGone(Exception):
     """The client disconnected before the response was complete."""
 
 
+DISCONNECT_HOOK = "gemma_monitor.disconnect"  # a `DisconnectHook` in scope["extensions"]
+
+
+class DisconnectHook:
+    """Put in a request's scope by a server protocol that calls `callback` (once, if set) when
+    the connection is lost before the response is complete."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+
+    def fire(self) -> None:
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback()
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -40,6 +65,7 @@ class Exchange:
 
     __slots__ = (
         "_body_late",
+        "_hook",
         "_watcher",
         "disconnected",
         "extra_headers",
@@ -63,6 +89,7 @@ class Exchange:
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. rate-limit headers
         self._watcher: asyncio.Task[None] | None = None
+        self._hook: DisconnectHook | None = None
         self._body_late = False
 
     async def read_body(self, limit: int, timeout_s: float) -> bytes:
@@ -118,19 +145,30 @@ class Exchange:
         """From now on, a client disconnect cancels the task handling this request."""
         task = asyncio.current_task()
         assert task is not None
+        hook = (self.scope.get("extensions") or {}).get(DISCONNECT_HOOK)
+        if isinstance(hook, DisconnectHook):
+            hook.callback = lambda: self._client_left(task)
+            self._hook = hook
+            return
 
         async def wait() -> None:
             while True:
                 message = await self.receive()
                 if message["type"] == "http.disconnect":
                     break
-            if not self.finished:
-                self.disconnected = True
-                task.cancel()
+            self._client_left(task)
 
         self._watcher = asyncio.create_task(wait())
 
+    def _client_left(self, task: asyncio.Task[Any]) -> None:
+        if not self.finished:
+            self.disconnected = True
+            task.cancel()
+
     def stop_watching(self) -> None:
+        if self._hook is not None:
+            self._hook.callback = None
+            self._hook = None
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()
         self._watcher = None

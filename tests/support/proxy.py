@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor.api.http_protocol import with_header_timeout
 from monitor.app import MonitorApp, create_app
 from monitor.config import Settings
 from monitor.guard.model_guard import ClassifierFactory
@@ -76,11 +77,19 @@ def start_proxy(
     settings: Settings,
     classifiers: ClassifierFactory | None = None,
     monitoring_options: dict[str, Any] | None = None,
+    *,
+    stock_protocol: bool = False,
 ) -> RunningProxy:
+    """Served as `serve` serves it (the proxy's own HTTP protocol class), or with
+    `stock_protocol` by uvicorn's own, as another ASGI server would."""
     app = create_app(settings, classifiers=classifiers, monitoring_options=monitoring_options)
+    protocol = (
+        {} if stock_protocol else {"http": with_header_timeout(settings.request_header_timeout_s)}
+    )
     server = ThreadedServer(
         app,
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         proxy_headers=False,  # as `serve` runs it: admission reads X-Forwarded-For itself
+        **protocol,
     ).start()
     return RunningProxy(server.url, app, settings, server)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import orjson
@@ -210,9 +211,14 @@ def test_client_abort_mid_stream_is_recorded_and_closes_upstream(
     assert fake_backend.disconnects == 1 and fake_backend.completed_streams == 0
 
 
+@pytest.mark.parametrize("stock_protocol", [False, True], ids=["own-protocol", "stock-uvicorn"])
 def test_client_abort_while_waiting_for_the_first_token(
-    proxy: RunningProxy, fake_backend: FakeBackend
+    make_proxy: Callable[..., RunningProxy], fake_backend: FakeBackend, stock_protocol: bool
 ) -> None:
+    """The client leaves at 0.3 s, the backend would answer at 2 s: the request ends when the
+    client leaves, noticed by the protocol's hook (as `serve` runs) or by a task waiting on
+    `receive()` (any other ASGI server)."""
+    proxy = make_proxy(stock_protocol=stock_protocol)
     fake_backend.script.think_s = 2.0
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
@@ -220,6 +226,7 @@ def test_client_abort_while_waiting_for_the_first_token(
         )
     records = proxy.records(1)
     assert records[0].outcome == "client_abort"
+    assert records[0].latency_ms is not None and records[0].latency_ms < 1500
 
 
 def test_slowloris_client_does_not_block_others(proxy: RunningProxy) -> None:
