@@ -8,6 +8,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -61,6 +62,35 @@ async def test_pipelined_calls_get_their_own_replies(redis: tuple[Redis, str]) -
         assert [r[0] for r in replies] == list(range(300))  # each call its own reply
         assert sorted(r[1] for r in replies) == list(range(1, 301))  # atomic increments
         assert client._wire is not None and len(client._wire.waiting) == 0
+    finally:
+        await client.aclose()
+
+
+async def test_calls_made_in_one_turn_go_out_in_one_write(redis: tuple[Redis, str]) -> None:
+    """Requests that call in the same turn of the loop share one write (and one system call)."""
+    _, prefix = redis
+    key = prefix + "count"
+    client = ScriptClient(redis_url())
+    try:
+        await client.eval(ECHO, 1, key, 0)  # connected
+        wire = client._wire
+        assert wire is not None and wire.transport is not None
+        real, writes = wire.transport, []
+
+        class Counting:
+            def write(self, data: bytes) -> None:
+                writes.append(data)
+                real.write(data)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        wire.transport = Counting()  # type: ignore[assignment]
+        replies = await asyncio.gather(*(client.eval(ECHO, 1, key, i) for i in range(100)))
+        assert [r[0] for r in replies] == list(range(100))
+        assert len(writes) == 1 and writes[0].count(b"$4\r\nEVAL\r\n") == 100
+        assert await client.eval(ECHO, 1, key, 7) == [7, 102]  # alone: a write of its own
+        assert len(writes) == 2
     finally:
         await client.aclose()
 
