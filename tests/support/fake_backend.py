@@ -29,6 +29,7 @@ class Script:
     drop_after: int = 1
     tool_call: bool = False
     linger_s: float = 0.0  # after the last event, before ending the response
+    first_chunk_s: float = 0.0  # a stream's wait between its headers and its first event
     text: str | None = None  # the answer's text, sent word by word; default tok0 tok1 ...
 
     def pieces(self) -> list[str]:
@@ -144,6 +145,8 @@ class FakeBackend:
 
         watcher = asyncio.create_task(watch())
         try:
+            if s.first_chunk_s:
+                await asyncio.sleep(s.first_chunk_s)
             for i, event in enumerate(events):
                 if s.mode == "drop_mid_stream" and i == s.drop_after:
                     raise ConnectionAbortedError("scripted drop")  # uvicorn closes the socket
