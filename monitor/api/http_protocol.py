@@ -38,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from monitor.errors import HeaderTimeout
 from monitor.proxy import protocols
-from monitor.proxy.exchange import DISCONNECT_HOOK, DisconnectHook
+from monitor.proxy.exchange import DISCONNECT_HOOK, DisconnectHook, disconnect_hook
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:
-            hook = (cycle.scope.get("extensions") or {}).get(DISCONNECT_HOOK)
-            if isinstance(hook, DisconnectHook):
+            hook = disconnect_hook(cycle.scope)  # type: ignore[arg-type]
+            if hook is not None:
                 hook.fire()
 
     def on_message_begin(self) -> None:

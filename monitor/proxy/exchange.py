@@ -53,6 +53,12 @@ class DisconnectHook:
             callback()
 
 
+def disconnect_hook(scope: Scope) -> DisconnectHook | None:
+    """The `DisconnectHook` a server protocol put in `scope`, if any."""
+    hook = (scope.get("extensions") or {}).get(DISCONNECT_HOOK)
+    return hook if isinstance(hook, DisconnectHook) else None
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -145,8 +151,8 @@ class Exchange:
         """From now on, a client disconnect cancels the task handling this request."""
         task = asyncio.current_task()
         assert task is not None
-        hook = (self.scope.get("extensions") or {}).get(DISCONNECT_HOOK)
-        if isinstance(hook, DisconnectHook):
+        hook = disconnect_hook(self.scope)
+        if hook is not None:
             hook.callback = lambda: self._client_left(task)
             self._hook = hook
             return

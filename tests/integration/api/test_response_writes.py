@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,23 +17,9 @@ from monitor.app import create_app
 from tests.support.fake_backend import FakeBackend
 from tests.support.proxy import proxy_settings
 from tests.support.servers import ThreadedServer
+from tests.support.transport import RecordingTransport
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
-
-
-class _Recording:
-    """The connection's real transport, with every write it is asked for kept."""
-
-    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
-        self._transport = transport
-        self._writes = writes
-
-    def write(self, data: bytes) -> None:
-        self._writes.append(bytes(data))
-        self._transport.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 @pytest.fixture
@@ -43,7 +28,7 @@ def served(tmp_path: Path, fake_backend_url: str) -> Iterator[tuple[str, list[by
 
     class Recorded(with_header_timeout(10.0)):  # type: ignore[misc]
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_Recording(transport, writes))  # type: ignore[arg-type]
+            super().connection_made(RecordingTransport(transport, writes))  # type: ignore[arg-type]
 
     app = create_app(proxy_settings(fake_backend_url, tmp_path))
     server = ThreadedServer(app, http=Recorded, proxy_headers=False).start()

@@ -8,7 +8,6 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -19,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from monitor.proxy.redis_wire import ScriptClient, _Incomplete, pack, parse
 from tests.support.redis_db import redis_prefix, redis_url
 from tests.support.servers import free_port
+from tests.support.transport import RecordingTransport
 
 ECHO = "return {tonumber(ARGV[1]), redis.call('INCR', KEYS[1])}"
 # a script that keeps Redis busy for about 20 ms (or to the next whole second)
@@ -75,17 +75,8 @@ async def test_calls_made_in_one_turn_go_out_in_one_write(redis: tuple[Redis, st
         await client.eval(ECHO, 1, key, 0)  # connected
         wire = client._wire
         assert wire is not None and wire.transport is not None
-        real, writes = wire.transport, []
-
-        class Counting:
-            def write(self, data: bytes) -> None:
-                writes.append(data)
-                real.write(data)
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
-
-        wire.transport = Counting()  # type: ignore[assignment]
+        writes: list[bytes] = []
+        wire.transport = RecordingTransport(wire.transport, writes)  # type: ignore[assignment]
         replies = await asyncio.gather(*(client.eval(ECHO, 1, key, i) for i in range(100)))
         assert [r[0] for r in replies] == list(range(100))
         assert len(writes) == 1 and writes[0].count(b"$4\r\nEVAL\r\n") == 100
