@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 # /proc/net/tcp state codes
 _TCP_STATES = {"01": "established", "06": "time_wait", "08": "close_wait", "0A": "listen"}
 
@@ -56,3 +58,13 @@ def view(pid: int) -> ProcessView:
             if len(fields) > 9 and fields[9] in inodes:
                 states[_TCP_STATES.get(fields[3], fields[3])] += 1
     return ProcessView(rss, fds, threads, dict(states))
+
+
+def rules_children(parent: psutil.Process | None = None) -> list[psutil.Process]:
+    """The guard's rules processes (`monitor.proxy.rules_process`) that are children of
+    `parent` (this process by default)."""
+    return [
+        child
+        for child in (parent or psutil.Process()).children()
+        if "monitor.proxy.rules_process" in " ".join(child.cmdline())
+    ]

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import httpx
 import orjson
-import psutil
 import pytest
 
 from monitor.guard.checks import ShieldGemmaCheck
 from monitor.guard.classifier import ClassifierError, TextClassifier
 from monitor.guard.loader import PolicyError
 from tests.support.fake_backend import FakeBackend
+from tests.support.proc import rules_children
 from tests.support.proxy import RunningProxy
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
@@ -166,7 +166,7 @@ def test_a_long_reply_is_redacted_in_the_rules_process(
     resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT)
     content = resp.json()["choices"][0]["message"]["content"]
     assert content == f"{filler}your key is [SECRET] keep it"
-    [child] = [c for c in psutil.Process().children() if "rules_process" in " ".join(c.cmdline())]
+    [child] = rules_children()
     record = proxy.record(resp.headers["x-request-id"])
     assert record.response_text is not None and SECRET not in record.response_text
     assert [v["action"] for v in record.verdicts] == ["redact"]
