@@ -7,14 +7,22 @@ check whose findings block ends the stage, because nothing after can change a bl
 blocked 1 MB prompt should not be scanned further. `shieldgemma` and `shieldgemma2` checks are
 listed in `Verdict.skipped`: the model classifiers run them, and their verdict combines with
 this one.
+
+A request's texts come back: a chat's system prompt and its earlier turns are sent again with
+every turn, so a conversation of N turns would have its first turn scanned N times. What each
+input rule found in a text is kept (`ScanMemo`), keyed by a keyed digest of the text (no text
+is kept), and a text seen again costs a digest and a lookup per rule instead of a scan.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
-from typing import Any
+from hashlib import blake2b
+from typing import Any, Final
 
 from monitor.guard.checks import ShieldGemma2Check, ShieldGemmaCheck, ValidationCheck
+from monitor.guard.detectors.redaction import Hit
 from monitor.guard.detectors.validation import validate_messages
 from monitor.guard.messages import Segment, segments, with_texts
 from monitor.guard.policy import Policy
@@ -23,16 +31,51 @@ from monitor.guard.verdict import Action, Finding, Stage, Verdict, strongest
 
 _Step = TextRule | ValidationCheck | str  # a str: the id of a check this engine does not run
 
+MEMO_TEXTS: Final = 4096  # texts remembered per input rule (the oldest forgotten first)
+MEMO_MAX_HITS: Final = 16  # a text with more hits than this is not remembered: each costs room
+_NO_HITS: Final[list[Hit]] = []
+
+
+class ScanMemo:
+    """What one rule found in the texts it scanned lately: a text's hits by its digest.
+
+    The digest is BLAKE2b keyed with a secret of this memo's own, so no text is kept and no
+    client can make two texts share a digest. At most `size` texts per rule; those with more
+    than `MEMO_MAX_HITS` hits (a hostile text can have thousands) are scanned every time.
+    """
+
+    def __init__(self, rules: int, size: int = MEMO_TEXTS) -> None:
+        self.size = size
+        self._key = secrets.token_bytes(32)
+        self._found: list[dict[bytes, list[Hit]]] = [{} for _ in range(rules)]
+
+    def digest(self, text: str) -> bytes:
+        data = text.encode("utf-8", "surrogatepass")
+        return blake2b(data, digest_size=16, key=self._key).digest()
+
+    def scan(self, number: int, rule: TextRule, text: str, digest: bytes) -> list[Hit]:
+        """`rule.scan(text)`, remembered: the caller must not change the list."""
+        found = self._found[number]
+        hits = found.get(digest)
+        if hits is None:
+            hits = rule.scan(text) or _NO_HITS  # most texts: one shared empty list
+            if len(hits) <= MEMO_MAX_HITS and self.size:
+                if len(found) >= self.size:
+                    del found[next(iter(found))]
+                found[digest] = hits
+        return hits
+
 
 class Guard:
     """Runs one policy's rule-based checks. Build once per policy, share across requests."""
 
     classifier = "rules"
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, memo_size: int = MEMO_TEXTS) -> None:
         self.policy = policy
         self._input: list[_Step] = [_step(c) for c in policy.input.checks]
         self._output: list[_Step] = [_step(c) for c in policy.output.checks]
+        self._memo = ScanMemo(len(self._input), memo_size)
 
     def check_input(self, messages: Any) -> Verdict:
         """Check a request's `messages` (as the client sent them, unvalidated)."""
@@ -41,12 +84,20 @@ class Guard:
         skipped: list[str] = []
         texts: list[Segment] | None = None
         current: list[str] = []
-        for step in self._input:
+        digests: list[bytes | None] = []  # of each current text, once asked for
+        for number, step in enumerate(self._input):
+            if isinstance(step, TextRule):
+                if texts is None:
+                    texts = segments(messages)
+                    current = [s.text for s in texts]
+                    digests = [None] * len(texts)
+                if self._apply(step, texts, current, findings, memo=(self._memo, number, digests)):
+                    break
+                continue
             if isinstance(step, str):
                 skipped.append(step)
                 continue
             if isinstance(step, ValidationCheck):
-                action = Action(step.action)
                 problems = validate_messages(
                     messages,
                     max_messages=step.max_messages,
@@ -54,20 +105,16 @@ class Guard:
                     max_parts=step.max_parts,
                     max_total_chars=step.max_total_chars,
                 )
+                if not problems:
+                    continue
+                action = Action(step.action)
                 findings += [
                     Finding(p.rule, "validation", action, step.key, p.path, detail=p.detail)
                     for p in problems
                 ]
-                if problems and action is Action.BLOCK:
+                if action is Action.BLOCK:
                     break
-                continue
-            if texts is None:
-                texts = segments(messages)
-                current = [s.text for s in texts]
-            blocked = self._apply(step, texts, current, findings)
-            if blocked:
-                break
-        action = strongest(f.action for f in findings)
+        action = strongest(f.action for f in findings) if findings else Action.ALLOW
         redacted = None
         if action is Action.REDACT and texts is not None:
             changed = [(s, t) for s, t in zip(texts, current, strict=True) if t is not s.text]
@@ -101,7 +148,7 @@ class Guard:
                 step, texts, current, findings, rewrite
             ):
                 break
-        action = strongest(f.action for f in findings)
+        action = strongest(f.action for f in findings) if findings else Action.ALLOW
         return Verdict(
             Stage.OUTPUT,
             self.policy.name,
@@ -120,13 +167,23 @@ class Guard:
         current: list[str],
         findings: list[Finding],
         rewrite: bool = True,
+        memo: tuple[ScanMemo, int, list[bytes | None]] | None = None,
     ) -> bool:
-        """Run one rule over every text it reads; True when its findings block."""
+        """Run one rule over every text it reads; True when its findings block. With `memo`
+        (the memo, the rule's number, the digests of `current` known so far) a text seen
+        before is not scanned again."""
         blocked = False
         for index, segment in enumerate(texts):
             if rule.roles is not None and segment.role not in rule.roles:
                 continue
-            hits = rule.scan(current[index])
+            if memo is None:
+                hits = rule.scan(current[index])
+            else:
+                scans, number, digests = memo
+                digest = digests[index]
+                if digest is None:
+                    digest = digests[index] = scans.digest(current[index])
+                hits = scans.scan(number, rule, current[index], digest)
             if not hits:
                 continue
             path = segment.path if segment.message >= 0 else None
@@ -149,6 +206,8 @@ class Guard:
                 )
             if redacting and rewrite:
                 current[index] = rule.rewrite(current[index], hits)
+                if memo is not None:
+                    memo[2][index] = None  # a new text: its own digest
         if rule.max_total_chars is not None:
             total = sum(len(current[i]) for i, s in enumerate(texts) if _reads(rule, s))
             if total > rule.max_total_chars:

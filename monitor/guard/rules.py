@@ -20,7 +20,7 @@ from monitor.guard.checks import (
 )
 from monitor.guard.detectors.denylist import DenyList
 from monitor.guard.detectors.injection import score_injection
-from monitor.guard.detectors.pii import find_pii
+from monitor.guard.detectors.pii import pii_scanner
 from monitor.guard.detectors.redaction import Hit, redact
 from monitor.guard.detectors.sanitize import find_markup, strip_markup
 from monitor.guard.verdict import Action
@@ -66,7 +66,7 @@ def compile_rule(check: TextCheck) -> TextRule:
         return TextRule(check.key, Action(check.action), find_markup, strip_markup, roles=roles)
     if isinstance(check, PiiCheck):
         kinds = tuple(dict.fromkeys(check.types))
-        return TextRule(check.key, Action(check.action), lambda t: find_pii(t, kinds), roles=roles)
+        return TextRule(check.key, Action(check.action), pii_scanner(kinds), roles=roles)
     if isinstance(check, InjectionCheck):
         return TextRule(
             check.key, Action(check.action), _injection_scan, threshold=check.threshold, roles=roles

@@ -115,6 +115,8 @@ class Verdict:
     def without_skipped(self, ran: Collection[str]) -> Verdict:
         """This verdict with the checks in `ran` no longer listed as skipped (another guard
         ran them); itself when none of them is listed."""
+        if not self.skipped or not ran:
+            return self
         kept = tuple(s for s in self.skipped if s not in ran)
         return self if len(kept) == len(self.skipped) else dataclasses.replace(self, skipped=kept)
 

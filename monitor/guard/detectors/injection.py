@@ -148,6 +148,9 @@ class InjectionScore:
     hits: tuple[Hit, ...]
 
 
+_NOTHING: Final = InjectionScore(0.0, ())
+
+
 # Which patterns each start word can begin, so that a text's words lead straight to the few
 # patterns worth trying: word starts keyed by their bytes (the text's words are bytes), the
 # others (`<`, `[inst]`, `##`) looked for with `in`.
@@ -187,6 +190,8 @@ def score_injection(text: str) -> InjectionScore:
         if marker in low:
             for number in numbers:
                 starts.setdefault(number, []).append(marker)
+    if not starts:  # most texts: no pattern can start anywhere
+        return _NOTHING
     found: dict[int, re.Match[str]] = {}
     positions: dict[str, list[int]] = {}
     for number, present in starts.items():

@@ -280,7 +280,10 @@ _DIGIT_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
 _RUN_STARTS: Final = re.compile(rb"0(?<!00)0*+")  # on the digits-to-zero shape
 
 
-def _digit_runs(text: str, kinds: tuple[PiiType, ...]) -> list[Hit]:
+_Try = tuple[_Shaped, _Matcher, str]
+
+
+def _digit_runs(text: str, tries: tuple[_Try, ...], in_word_tries: tuple[int, ...]) -> list[Hit]:
     """Cards, SSNs, US phones, IPv4 addresses and IBANs: one pass over the digit runs, each
     kind tried where a run starts a token (an IBAN: two capitals before it), and not again
     inside what one of its own matches covered.
@@ -293,10 +296,7 @@ def _digit_runs(text: str, kinds: tuple[PiiType, ...]) -> list[Hit]:
     if b"0" not in shape:
         return []
     hits: list[Hit] = []
-    tries = [_AT_DIGITS[kind] for kind in kinds]
     covered = [0] * len(tries)  # per kind: where its last match ended
-    # a run inside a word ("tok1", "v2", "GB82..."): no kind but an IBAN starts there
-    in_word_tries = [i for i, kind in enumerate(kinds) if kind is PiiType.IBAN]
     every = range(len(tries))
     length = len(text)
     for run in _RUN_STARTS.finditer(shape):
@@ -349,32 +349,36 @@ def find_pii(text: str, kinds: tuple[PiiType, ...] = tuple(PiiType)) -> list[Hit
     """Every item of the given kinds in `text`. Where two overlap (a phone inside a card
     number, a US phone inside an international one) the one that starts first and is longer
     is kept, so one thing gives one finding."""
-    hits: list[Hit] = []
-    email, phone, run_kinds, ip, secret = _plan(kinds)
-    if email:
-        hits += find_emails(text)
-    if phone:
-        hits += find_phones_international(text)
-    if run_kinds:
-        hits += _digit_runs(text, run_kinds)
-    if ip:
-        hits += find_ipv6(text)
-    if secret:
-        hits += find_secrets(text)
-    return _dedupe(hits)
+    return pii_scanner(kinds)(text)
 
 
 @functools.cache
-def _plan(kinds: tuple[PiiType, ...]) -> tuple[bool, bool, tuple[PiiType, ...], bool, bool]:
-    """Which scans `find_pii` runs for `kinds` (a policy's few kind lists: worked out once)."""
+def pii_scanner(kinds: tuple[PiiType, ...]) -> Callable[[str], list[Hit]]:
+    """`find_pii` for `kinds`, with what it runs worked out once (a policy check's kinds)."""
+    email = PiiType.EMAIL in kinds
+    phone = PiiType.PHONE in kinds
     run_kinds = tuple(k for k in _RUN_KINDS if k in kinds)
-    return (
-        PiiType.EMAIL in kinds,
-        PiiType.PHONE in kinds,
-        run_kinds,
-        PiiType.IP in kinds,
-        PiiType.SECRET in kinds,
-    )
+    tries = tuple(_AT_DIGITS[kind] for kind in run_kinds)
+    # a run inside a word ("tok1", "v2", "GB82..."): no kind but an IBAN starts there
+    in_word_tries = tuple(i for i, kind in enumerate(run_kinds) if kind is PiiType.IBAN)
+    ip = PiiType.IP in kinds
+    secret = PiiType.SECRET in kinds
+
+    def scan(text: str) -> list[Hit]:
+        hits: list[Hit] = []
+        if email and "@" in text:
+            hits += find_emails(text)
+        if phone and "+" in text:
+            hits += find_phones_international(text)
+        if tries:
+            hits += _digit_runs(text, tries, in_word_tries)
+        if ip:
+            hits += find_ipv6(text)
+        if secret:
+            hits += find_secrets(text)
+        return _dedupe(hits)
+
+    return scan
 
 
 def _dedupe(hits: list[Hit]) -> list[Hit]:
