@@ -1,5 +1,11 @@
 """Prometheus metrics, fed from finished request records at the edge.
 
+A request's record is only queued where it finishes (`observe`: one append); the queue is
+applied to the metrics in batches, by the event loop every `APPLY_EVERY` records and by whoever
+reads the registry (a scrape, the OpenTelemetry export) before it reads. A batch adds its
+observations up per counter and per histogram bucket and applies each sum once, so a request
+costs a few bucket lookups instead of eight locked updates; what is read is always up to date.
+
 Names follow Prometheus conventions and, where one fits, the OpenTelemetry GenAI semantic
 conventions (`gen_ai.client.operation.duration`, `gen_ai.client.token.usage`,
 `gen_ai.server.time_to_first_token`, `gen_ai.server.time_per_output_token`), with dots as
@@ -10,8 +16,10 @@ operation, token type. Never a model name from a request, a user or a request id
 from __future__ import annotations
 
 import collections
+import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
@@ -89,6 +97,8 @@ _OPERATION = {
     "/v1/completions": "text_completion",
     "/api/generate": "text_completion",
 }
+APPLY_EVERY: Final = 256  # queued records applied at once by the event loop
+
 # Shared with the OpenTelemetry export (`monitor.telemetry.instruments`), so that its metrics
 # are these: the GenAI operation of each route, the bucket bounds of each histogram.
 OPERATIONS = _OPERATION
@@ -227,12 +237,54 @@ class _QualityCollector(Collector):
         yield overall
 
 
+class _Sums:
+    """What a batch observed of one histogram (a labelled child): a count per bucket and the
+    sum, applied at once as the histogram's own `observe` would have, value by value."""
+
+    __slots__ = ("counts", "histogram", "total", "upper_bounds")
+
+    def __init__(self, histogram: Any) -> None:
+        self.histogram = histogram
+        self.upper_bounds: list[float] = histogram._upper_bounds
+        self.counts = [0] * len(self.upper_bounds)
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self.total += value
+        if value == value:  # NaN: in the sum, in no bucket (as `Histogram.observe`)
+            self.counts[bisect_left(self.upper_bounds, value)] += 1
+
+    def apply(self) -> None:
+        self.histogram._sum.inc(self.total)
+        for bucket, count in zip(self.histogram._buckets, self.counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
+class _ApplyQueued(Collector):
+    """Registered first: a read of the registry applies the queued records before the
+    metrics after it are read."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        self._metrics.apply_queued()
+        return iter(())
+
+
 class Metrics:
     """The app's metrics, on a registry of its own (a fresh one per app, so per test)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._queued: collections.deque[RequestRecord] = collections.deque()
+        self._applying = threading.Lock()
+        r.register(_ApplyQueued(self))
         self.requests = Counter(
             "gemma_monitor_requests",
             "Generation requests by route and outcome.",
@@ -336,37 +388,83 @@ class Metrics:
             self.guard_findings.labels(*labels).inc(count)
 
     def observe(self, record: RequestRecord) -> None:
-        key = (record.route, record.outcome)
-        children = self._children.get(key)
-        if children is None:
-            operation = _OPERATION.get(record.route, "other")
-            children = (
-                self.requests.labels(record.route, record.outcome),
-                self.duration.labels(operation, record.outcome),
-                self.ttft.labels(operation),
-                self.tpot.labels(operation),
-            )
-            self._children[key] = children
-        requests, duration, ttft, tpot = children
-        requests.inc()
-        if record.latency_ms is not None:
-            duration.observe(record.latency_ms / 1000.0)
-        if record.verdicts:
-            self._count_findings(record.verdicts)
-        if record.outcome != "ok":
+        """Count a finished request (queued: see the module's docstring). The record must not
+        change afterwards."""
+        queued = self._queued
+        queued.append(record)
+        if len(queued) >= APPLY_EVERY:
+            self.apply_queued(wait=False)
+
+    def apply_queued(self, *, wait: bool = True) -> None:
+        """Apply the queued records to the metrics. `wait` False: return at once when another
+        thread is applying them (it takes what is queued)."""
+        if not self._applying.acquire(blocking=wait):
             return
-        if record.tokens_per_s is not None:
-            self.output_speed.observe(record.tokens_per_s)
-        if record.ttft_ms is not None:
-            ttft.observe(record.ttft_ms / 1000.0)
-        if record.itl_ms is not None:
-            tpot.observe(record.itl_ms / 1000.0)
-        if record.prompt_tokens is not None:
-            self._input_usage.observe(record.prompt_tokens)
-            self._input_total.inc(record.prompt_tokens)
-        if record.completion_tokens is not None:
-            self._output_usage.observe(record.completion_tokens)
-            self._output_total.inc(record.completion_tokens)
+        try:
+            queued = self._queued
+            batch = [queued.popleft() for _ in range(len(queued))]
+            if batch:
+                self._apply(batch)
+        finally:
+            self._applying.release()
+
+    def _apply(self, batch: list[RequestRecord]) -> None:
+        requests: collections.Counter[Any] = collections.Counter()
+        sums: dict[int, _Sums] = {}
+
+        def histogram(child: Any) -> _Sums:
+            found = sums.get(id(child))
+            if found is None:
+                found = sums[id(child)] = _Sums(child)
+            return found
+
+        speed, input_usage, output_usage = (
+            histogram(self.output_speed),
+            histogram(self._input_usage),
+            histogram(self._output_usage),
+        )
+        input_total = output_total = 0
+        for record in batch:
+            key = (record.route, record.outcome)
+            children = self._children.get(key)
+            if children is None:
+                operation = _OPERATION.get(record.route, "other")
+                children = (
+                    self.requests.labels(record.route, record.outcome),
+                    self.duration.labels(operation, record.outcome),
+                    self.ttft.labels(operation),
+                    self.tpot.labels(operation),
+                )
+                self._children[key] = children
+            counter, duration, ttft, tpot = children
+            requests[counter] += 1
+            if record.latency_ms is not None:
+                histogram(duration).add(record.latency_ms / 1000.0)
+            if record.verdicts:
+                self._count_findings(record.verdicts)
+            if record.outcome != "ok":
+                continue
+            if record.tokens_per_s is not None:
+                speed.add(record.tokens_per_s)
+            if record.ttft_ms is not None:
+                histogram(ttft).add(record.ttft_ms / 1000.0)
+            if record.itl_ms is not None:
+                histogram(tpot).add(record.itl_ms / 1000.0)
+            if record.prompt_tokens is not None:
+                input_usage.add(record.prompt_tokens)
+                input_total += record.prompt_tokens
+            if record.completion_tokens is not None:
+                output_usage.add(record.completion_tokens)
+                output_total += record.completion_tokens
+        for counter, count in requests.items():
+            counter.inc(count)
+        for observed in sums.values():
+            if any(observed.counts) or observed.total:
+                observed.apply()
+        if input_total:
+            self._input_total.inc(input_total)
+        if output_total:
+            self._output_total.inc(output_total)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -208,3 +208,65 @@ def test_inflight_gauge_reads_the_callback() -> None:
     assert value(m, "gemma_monitor_inflight_requests") == 4
     count[0] = 1
     assert value(m, "gemma_monitor_inflight_requests") == 1
+
+
+def _reference(records: list[RequestRecord]) -> dict[Any, float]:
+    """What one observation at a time gives: the same metrics fed through prometheus_client's
+    own `inc` and `observe`, record by record."""
+    m = Metrics()
+    for r in records:
+        operation = {"/api/generate": "text_completion"}.get(r.route, "chat")
+        m.ttft.labels(operation), m.tpot.labels(operation)  # a route's series exist at once
+        m.requests.labels(r.route, r.outcome).inc()
+        if r.latency_ms is not None:
+            m.duration.labels(operation, r.outcome).observe(r.latency_ms / 1000.0)
+        if r.outcome != "ok":
+            continue
+        if r.tokens_per_s is not None:
+            m.output_speed.observe(r.tokens_per_s)
+        if r.ttft_ms is not None:
+            m.ttft.labels(operation).observe(r.ttft_ms / 1000.0)
+        if r.itl_ms is not None:
+            m.tpot.labels(operation).observe(r.itl_ms / 1000.0)
+        for kind, tokens in (("input", r.prompt_tokens), ("output", r.completion_tokens)):
+            if tokens is not None:
+                m.token_usage.labels(kind).observe(tokens)
+                m.tokens.labels(kind).inc(tokens)
+    return {k: v for k, v in samples(m).items() if not k[0].endswith("_created")}
+
+
+def test_batched_observations_equal_one_observation_at_a_time() -> None:
+    # bucket bounds exactly, between them, zero, above the last, and both routes and outcomes
+    latencies = [0.0, 10.0, 10.0001, 250.0, 1500.0, 160_000.0, 500_000.0, None]
+    records = [
+        record(
+            id=f"r{i}",
+            route="/api/generate" if i % 3 == 0 else "/v1/chat/completions",
+            outcome="ok" if i % 4 else "backend_error",
+            latency_ms=latencies[i % len(latencies)],
+            ttft_ms=[1.0, 5.0, 7.3, 10_000.0, None][i % 5],
+            itl_ms=[None, 20.0, 0.5][i % 3],
+            tokens_per_s=[None, 1.0, 33.3, 1e9][i % 4],
+            prompt_tokens=[None, 0, 4, 5, 70_000][i % 5],
+            completion_tokens=[1, None, 16, 17][i % 4],
+        )
+        for i in range(700)  # more than one batch of the event loop's, and a remainder
+    ]
+    m = Metrics()
+    for r in records:
+        m.observe(r)
+    got = {k: v for k, v in samples(m).items() if not k[0].endswith("_created")}
+    assert got == pytest.approx(_reference(records))
+    assert value(m, "gemma_monitor_requests_total", route="/api/generate", outcome="ok") == 175
+
+
+def test_a_read_applies_what_is_queued_and_nothing_twice() -> None:
+    m = Metrics()
+    m.observe(ok_chat())
+    assert value(m, "gemma_monitor_requests_total", route="/v1/chat/completions", outcome="ok") == 1
+    assert value(m, "gemma_monitor_requests_total", route="/v1/chat/completions", outcome="ok") == 1
+    m.observe(ok_chat())
+    # any reader of the registry, not only a scrape (the OpenTelemetry export reads it too)
+    names = {s.name: s.value for f in m.registry.collect() for s in f.samples if not s.labels}
+    assert value(m, "gemma_monitor_requests_total", route="/v1/chat/completions", outcome="ok") == 2
+    assert "gemma_monitor_inflight_requests" in names
