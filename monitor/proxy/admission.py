@@ -20,6 +20,7 @@ Refusals before the body is read (421 for a `Host` not allowed, 401, 429) are co
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -70,6 +71,7 @@ _COUNTED_ROUTES = frozenset(
 NOT_RECORDED = frozenset({Unauthorized.code, RateLimited.code, HostNotAllowed.code})
 
 
+@functools.lru_cache(maxsize=4096)  # a client's address comes back with each of its requests
 def principal_id(value: bytes) -> str:
     """The public label of a key, user or address: the first 16 hex chars of its sha256."""
     return hashlib.sha256(value).hexdigest()[:16]
