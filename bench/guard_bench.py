@@ -6,7 +6,9 @@ Runs `Guard.check_input` on a two-message chat (a system prompt and a ~2 KB user
 ordinary prose with a little code, an email and a URL), and `Guard.check_output` on a ~2 KB
 answer, each many times after a warm-up, timing every call with perf_counter_ns; also the
 cost of a clean ASCII prompt and of a non-ASCII one (the Unicode folding path). The aim is
-< 200 us at p99 for the 2 KB prompt.
+< 200 us at p99 for the 2 KB prompt. The input checks run with the rules' memo off (every
+text scanned, as a text never seen before is), and once more with it on, as for a system
+prompt or an earlier turn sent again.
 
 Then the incremental output checks of a streamed reply (the policy's `every_chars`, pieces of
 4 characters): the sliding window (`monitor.guard.incremental`) against checking all the text
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default="policies/default.yaml")
     parser.add_argument("--requests", type=int, default=20_000)
     args = parser.parse_args(argv)
-    guard = Guard(load_policy(args.policy))
+    policy = load_policy(args.policy)
+    guard = Guard(policy, memo_size=0)  # every check scans, as for a text never seen before
+    memoized = Guard(policy)
     prompt = prompt_of(2048)
     system = {"role": "system", "content": "You are a careful senior Python reviewer."}
     chat = [system, {"role": "user", "content": prompt}]
@@ -128,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         line(
             "check_input, 2 KB ASCII prompt",
             measure(lambda: guard.check_input(chat), args.requests),
+        )
+    )
+    print(
+        line(
+            "check_input, the same prompt seen before",
+            measure(lambda: memoized.check_input(chat), args.requests),
         )
     )
     print(
