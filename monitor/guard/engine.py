@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from typing import Any, Final
 
@@ -40,8 +41,10 @@ class ScanMemo:
     """What one rule found in the texts it scanned lately: a text's hits by its digest.
 
     The digest is SHA-256 behind a secret of this memo's own (16 bytes of it kept), so no text
-    is kept and no client can make two texts share a digest. At most `size` texts per rule; those with more
-    than `MEMO_MAX_HITS` hits (a hostile text can have thousands) are scanned every time.
+    is kept and no client can make two texts share a digest. At most `size` texts per rule;
+    those with more than `MEMO_MAX_HITS` hits (a hostile text can have thousands) are scanned
+    every time. Lookups take no lock; inserts do: the event loop and the rules' fallback thread
+    (`monitor.proxy.rules_process`, while its child is down) share one guard.
     """
 
     def __init__(self, rules: int, size: int = MEMO_TEXTS) -> None:
@@ -50,6 +53,7 @@ class ScanMemo:
         # where it has them) costs a fraction of hashlib's portable BLAKE2b on a long text
         self._keyed = hashlib.sha256(secrets.token_bytes(32))
         self._found: list[dict[bytes, list[Hit]]] = [{} for _ in range(rules)]
+        self._inserting = threading.Lock()
 
     def digest(self, text: str) -> bytes:
         keyed = self._keyed.copy()
@@ -63,9 +67,10 @@ class ScanMemo:
         if hits is None:
             hits = rule.scan(text) or _NO_HITS  # most texts: one shared empty list
             if len(hits) <= MEMO_MAX_HITS and self.size:
-                if len(found) >= self.size:
-                    del found[next(iter(found))]
-                found[digest] = hits
+                with self._inserting:
+                    if len(found) >= self.size:
+                        del found[next(iter(found))]
+                    found[digest] = hits
         return hits
 
 

@@ -6,6 +6,8 @@ memo stays within its bounds whatever the client sends."""
 from __future__ import annotations
 
 import dataclasses
+import sys
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -144,3 +146,29 @@ def test_memoized_verdicts_equal_fresh_ones(turns: list[tuple[str, str]]) -> Non
         fresh = Guard(guard.policy, memo_size=0).check_input(messages)
         same(guard.check_input(messages), fresh)
         same(guard.check_input(messages), fresh)  # the second time from the memo
+
+
+def test_threads_sharing_a_guard_evict_and_insert_without_errors() -> None:
+    # the event loop and the rules' fallback thread use one guard while the child is down
+    guard = Guard(load_policy("policies/default.yaml"), memo_size=4)
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(3000):
+                guard.check_input([{"role": "user", "content": f"text {offset} {i % 50}"}])
+        except BaseException as exc:  # the test reports any
+            errors.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the interpreter over as often as it can
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert errors == []
+    assert all(len(found) <= 4 for found in guard._memo._found)
