@@ -47,6 +47,13 @@ def test_pack_and_parse() -> None:
     assert isinstance(error, ResponseError) and not isinstance(error, NoScriptError)
 
 
+def wire_client(url: str | None = None) -> ScriptClient:
+    """The client for tests of what a call does, not of how long it may take: generous limits,
+    so that a stall of the test machine is not taken for Redis's (the defaults, 0.5 s, once
+    timed out a loopback connect on a loaded 2-core machine). The timeout tests set their own."""
+    return ScriptClient(url or redis_url(), connect_timeout_s=5.0, timeout_s=5.0)
+
+
 @pytest.fixture
 async def redis() -> Iterator[tuple[Redis, str]]:
     async with redis_prefix() as client_and_prefix:
@@ -55,7 +62,7 @@ async def redis() -> Iterator[tuple[Redis, str]]:
 
 async def test_pipelined_calls_get_their_own_replies(redis: tuple[Redis, str]) -> None:
     _, prefix = redis
-    client = ScriptClient(redis_url())
+    client = wire_client()
     try:
         key = prefix + "count"
         replies = await asyncio.gather(*(client.eval(ECHO, 1, key, i) for i in range(300)))
@@ -70,7 +77,7 @@ async def test_calls_made_in_one_turn_go_out_in_one_write(redis: tuple[Redis, st
     """Requests that call in the same turn of the loop share one write (and one system call)."""
     _, prefix = redis
     key = prefix + "count"
-    client = ScriptClient(redis_url())
+    client = wire_client()
     try:
         await client.eval(ECHO, 1, key, 0)  # connected
         wire = client._wire
@@ -91,7 +98,7 @@ def test_on_uvloop_as_served(redis: tuple[Redis, str]) -> None:
     import uvloop
 
     async def run() -> list[int]:
-        client = ScriptClient(redis_url().rsplit("/", 1)[0] + "/5")  # AUTH/SELECT on connect
+        client = wire_client(redis_url().rsplit("/", 1)[0] + "/5")  # AUTH/SELECT on connect
         try:
             return list(
                 await asyncio.gather(*(client.eval("return ARGV[1] + 0", 0, i) for i in range(50)))
@@ -106,7 +113,7 @@ def test_on_uvloop_as_served(redis: tuple[Redis, str]) -> None:
 async def test_the_database_of_the_url(redis: tuple[Redis, str]) -> None:
     _, prefix = redis
     base = redis_url().rsplit("/", 1)[0]
-    client, other = ScriptClient(f"{base}/7"), Redis.from_url(f"{base}/7")
+    client, other = wire_client(f"{base}/7"), Redis.from_url(f"{base}/7")
     try:
         await client.eval("return redis.call('SET', KEYS[1], '1') and 1", 1, prefix + "db7")
         assert await other.get(prefix + "db7") == b"1"
@@ -117,7 +124,7 @@ async def test_the_database_of_the_url(redis: tuple[Redis, str]) -> None:
 
 
 async def test_noscript_and_error_replies(redis: tuple[Redis, str]) -> None:
-    client = ScriptClient(redis_url())
+    client = wire_client()
     try:
         with pytest.raises(NoScriptError):
             await client.evalsha("0" * 40, 0)
@@ -129,7 +136,7 @@ async def test_noscript_and_error_replies(redis: tuple[Redis, str]) -> None:
 
 
 async def test_a_cancelled_call_does_not_shift_the_replies(redis: tuple[Redis, str]) -> None:
-    client = ScriptClient(redis_url())
+    client = wire_client()
     try:
         slow = asyncio.create_task(client.eval(BUSY_20MS, 0))
         await asyncio.sleep(0.005)
