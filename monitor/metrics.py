@@ -98,6 +98,12 @@ _OPERATION = {
     "/api/generate": "text_completion",
 }
 APPLY_EVERY: Final = 256  # queued records applied at once by the event loop
+# what the request metrics read of a record: route, outcome, latency_ms, verdicts, tokens_per_s,
+# ttft_ms, itl_ms, prompt_tokens, completion_tokens
+_Observed = tuple[
+    str, str, float | None, list[Any] | None, float | None, float | None, float | None,
+    int | None, int | None,
+]  # fmt: skip
 
 # Shared with the OpenTelemetry export (`monitor.telemetry.instruments`), so that its metrics
 # are these: the GenAI operation of each route, the bucket bounds of each histogram.
@@ -286,7 +292,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._queued: collections.deque[RequestRecord] = collections.deque()
+        self._queued: collections.deque[_Observed] = collections.deque()
         self._applying = threading.Lock()
         r.register(_ApplyQueued(self))
         self.requests = Counter(
@@ -392,10 +398,22 @@ class Metrics:
             self.guard_findings.labels(*labels).inc(count)
 
     def observe(self, record: RequestRecord) -> None:
-        """Count a finished request (queued: see the module's docstring). The record must not
-        change afterwards."""
+        """Count a finished request (queued: see the module's docstring). What the metrics
+        read is copied out, not the record: a record can hold a prompt and a reply."""
         queued = self._queued
-        queued.append(record)
+        queued.append(
+            (
+                record.route,
+                record.outcome,
+                record.latency_ms,
+                record.verdicts or None,
+                record.tokens_per_s,
+                record.ttft_ms,
+                record.itl_ms,
+                record.prompt_tokens,
+                record.completion_tokens,
+            )
+        )
         if len(queued) >= APPLY_EVERY:
             self.apply_queued(wait=False)
 
@@ -412,7 +430,7 @@ class Metrics:
         finally:
             self._applying.release()
 
-    def _apply(self, batch: list[RequestRecord]) -> None:
+    def _apply(self, batch: list[_Observed]) -> None:
         requests: collections.Counter[Any] = collections.Counter()
         sums: dict[int, _Sums] = {}
 
@@ -428,38 +446,48 @@ class Metrics:
             histogram(self._output_usage),
         )
         input_total = output_total = 0
-        for record in batch:
-            key = (record.route, record.outcome)
+        for (
+            route,
+            outcome,
+            latency_ms,
+            verdicts,
+            per_s,
+            ttft_ms,
+            itl_ms,
+            tokens_in,
+            tokens_out,
+        ) in batch:
+            key = (route, outcome)
             children = self._children.get(key)
             if children is None:
-                operation = _OPERATION.get(record.route, "other")
+                operation = _OPERATION.get(route, "other")
                 children = (
-                    self.requests.labels(record.route, record.outcome),
-                    self.duration.labels(operation, record.outcome),
+                    self.requests.labels(route, outcome),
+                    self.duration.labels(operation, outcome),
                     self.ttft.labels(operation),
                     self.tpot.labels(operation),
                 )
                 self._children[key] = children
             counter, duration, ttft, tpot = children
             requests[counter] += 1
-            if record.latency_ms is not None:
-                histogram(duration).add(record.latency_ms / 1000.0)
-            if record.verdicts:
-                self._count_findings(record.verdicts)
-            if record.outcome != "ok":
+            if latency_ms is not None:
+                histogram(duration).add(latency_ms / 1000.0)
+            if verdicts:
+                self._count_findings(verdicts)
+            if outcome != "ok":
                 continue
-            if record.tokens_per_s is not None:
-                speed.add(record.tokens_per_s)
-            if record.ttft_ms is not None:
-                histogram(ttft).add(record.ttft_ms / 1000.0)
-            if record.itl_ms is not None:
-                histogram(tpot).add(record.itl_ms / 1000.0)
-            if record.prompt_tokens is not None:
-                input_usage.add(record.prompt_tokens)
-                input_total += record.prompt_tokens
-            if record.completion_tokens is not None:
-                output_usage.add(record.completion_tokens)
-                output_total += record.completion_tokens
+            if per_s is not None:
+                speed.add(per_s)
+            if ttft_ms is not None:
+                histogram(ttft).add(ttft_ms / 1000.0)
+            if itl_ms is not None:
+                histogram(tpot).add(itl_ms / 1000.0)
+            if tokens_in is not None:
+                input_usage.add(tokens_in)
+                input_total += tokens_in
+            if tokens_out is not None:
+                output_usage.add(tokens_out)
+                output_total += tokens_out
         for counter, count in requests.items():
             counter.inc(count)
         for observed in sums.values():

@@ -270,3 +270,14 @@ def test_a_read_applies_what_is_queued_and_nothing_twice() -> None:
     names = {s.name: s.value for f in m.registry.collect() for s in f.samples if not s.labels}
     assert value(m, "gemma_monitor_requests_total", route="/v1/chat/completions", outcome="ok") == 2
     assert "gemma_monitor_inflight_requests" in names
+
+
+def test_the_queue_keeps_no_record_and_no_content() -> None:
+    m = Metrics()
+    kept = ok_chat()
+    kept.prompt_text, kept.response_text = "a prompt " * 1000, "a reply " * 1000
+    m.observe(kept)  # queued (fewer than a batch), not applied yet
+    held = [field for item in m._queued for field in item]
+    # neither the record nor its prompt and reply are held by the queue
+    assert not any(x is kept or x is kept.prompt_text or x is kept.response_text for x in held)
+    assert value(m, "gemma_monitor_requests_total", route="/v1/chat/completions", outcome="ok") == 1
