@@ -6,6 +6,7 @@
     .venv/bin/python bench/recorder_bench.py --share 0.1 --errors 0.05   # sampling 1 in 10
     .venv/bin/python bench/recorder_bench.py --rollup       # then time rolling the records up
     .venv/bin/python bench/recorder_bench.py --rate 5000 --seconds 60   # paced, as a server
+    .venv/bin/python bench/recorder_bench.py --ids uuid4    # random ids, as before UUIDv7
 
 A paced run submits `--rate` records a second for `--seconds` to a recorder with a server's
 defaults (queue of 20,000 records, batches of 1,000, spool behind it) and prints, each second,
@@ -14,6 +15,10 @@ depth stays flat and nothing is spooled.
 
 Postgres: MONITOR_TEST_POSTGRES_URL (default: local, trust auth), in a throwaway schema.
 SQLite: a file in a temporary directory. The target is >= 5,000 records/s into Postgres.
+
+Records get the server's ids (`new_request_id`: time first) unless `--ids uuid4` asks for
+random ones, which each index on `id` takes at a random page. CPU is this process's (the
+recorder's thread, SQLite's work included; Postgres works in its own processes).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from monitor.guard.verdict import Action, Finding, Stage, Verdict
-from monitor.record import RequestRecord
+from monitor.record import RequestRecord, new_request_id
 from monitor.store import migrate
 from monitor.store.engine import make_engine
 from monitor.store.models import guard_verdicts_table, requests_table
@@ -57,16 +62,19 @@ VERDICT = Verdict(
 ).as_dict()
 
 
+IDS = {"v7": new_request_id, "uuid4": lambda: uuid.uuid4().hex}
+
+
 def records(
-    count: int, *, with_verdict: bool = False, errors: float = 0.0
+    count: int, *, with_verdict: bool = False, errors: float = 0.0, ids: str = "v7"
 ) -> Iterator[RequestRecord]:
     """`count` records; a share `errors` of them (evenly spread) backend errors."""
     start = datetime.now(UTC)
-    run = uuid.uuid4().hex[:8]
+    new_id = IDS[ids]
     every = round(1 / errors) if errors else 0
     for i in range(count):
         yield RequestRecord(
-            id=f"{run}-{i:08d}",
+            id=new_id(),
             ts=start + timedelta(microseconds=i),
             route="/v1/chat/completions",
             protocol="openai",
@@ -124,7 +132,8 @@ async def run(
     keep_one_in: int = 1,
     errors: float = 0.0,
     rollup: bool = False,
-) -> tuple[float, int, int]:
+    ids: str = "v7",
+) -> tuple[float, float, int, int]:
     migrate.upgrade(url)
     engine = make_engine(url)
     with tempfile.TemporaryDirectory() as spool_dir:
@@ -138,8 +147,8 @@ async def run(
             sampler=Sampler(keep_one_in),
         )
         await recorder.start()
-        pending = list(records(count, with_verdict=with_verdicts, errors=errors))
-        started = time.perf_counter()
+        pending = list(records(count, with_verdict=with_verdicts, errors=errors, ids=ids))
+        started, cpu_started = time.perf_counter(), time.process_time()
         for i, record in enumerate(pending, 1):
             recorder.submit(record)
             if i % 500 == 0:
@@ -147,6 +156,7 @@ async def run(
         await recorder.flush()
         await recorder.stop()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         with engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(requests_table)).scalar_one()
             verdicts = conn.execute(
@@ -162,7 +172,7 @@ async def run(
             print(f"  rolled up in {took:.2f} s = {stored / took:,.0f} stored rows/s, "
                   f"{count / took:,.0f} requests/s")  # fmt: skip
     engine.dispose()
-    return elapsed, int(stored), int(verdicts)
+    return elapsed, cpu, int(stored), int(verdicts)
 
 
 async def paced(
@@ -237,6 +247,10 @@ def main() -> int:
         "--rate", type=int, help="paced: submit this many records a second (see --seconds)"
     )
     parser.add_argument("--seconds", type=int, default=60, help="paced: for this long")
+    parser.add_argument(
+        "--ids", choices=sorted(IDS), default="v7",
+        help="record ids: v7 (time first, the server's) or uuid4 (random)",
+    )  # fmt: skip
     args = parser.parse_args()
     targets = {"postgres": postgres_url, "sqlite": sqlite_url}
     if args.rate:
@@ -264,14 +278,16 @@ def main() -> int:
             continue
         with make_url_for() as url:
             queue_size = args.queue_size or args.records
-            elapsed, stored, verdicts = asyncio.run(
+            elapsed, cpu, stored, verdicts = asyncio.run(
                 run(url, args.records, args.batch_size, queue_size, with_verdicts=args.verdicts,
-                    keep_one_in=keep_one_in, errors=args.errors, rollup=args.rollup)
+                    keep_one_in=keep_one_in, errors=args.errors, rollup=args.rollup,
+                    ids=args.ids)
             )  # fmt: skip
         rate = args.records / elapsed
         print(
             f"{name:8s} {args.records:>8,d} records in {elapsed:6.2f} s = {rate:>9,.0f} records/s"
-            f"  (stored {stored:,d} = {stored / elapsed:,.0f} rows/s, verdicts {verdicts:,d})"
+            f"  (stored {stored:,d} = {stored / elapsed:,.0f} rows/s, verdicts {verdicts:,d};"
+            f" CPU {cpu / args.records * 1e6:.1f} us a record)"
         )
         expected_verdicts = stored if args.verdicts else 0
         # one success in N is kept per block of N: the last, partial block may keep one more

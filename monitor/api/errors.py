@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -38,6 +37,7 @@ from monitor.errors import (
     Unauthorized,
 )
 from monitor.proxy import protocols
+from monitor.record import new_request_id
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def request_id(scope: Scope) -> str:
     state = scope.setdefault("state", {})
     found = state.get(_STATE_KEY)
     if not isinstance(found, str):
-        found = state[_STATE_KEY] = uuid.uuid4().hex
+        found = state[_STATE_KEY] = new_request_id()
     return found
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -39,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from monitor.errors import HeaderTimeout
 from monitor.proxy import protocols
 from monitor.proxy.exchange import DISCONNECT_HOOK, DisconnectHook, disconnect_hook
+from monitor.record import new_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _timeout_response(timeout_s: float) -> bytes:
     error = HeaderTimeout(timeout_s)
     # the path is not known yet: the answer is in the OpenAI shape, which Ollama clients
     # also read as an error
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     body = protocols.error_body(protocols.OPENAI, error, request_id)
     head = [
         STATUS_LINE[error.status],

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from monitor.proxy.ratelimit import rate_limit_headers
 from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
 from monitor.proxy.tracecontext import start_trace, with_traceparent
-from monitor.record import RequestRecord, TextHasher, utcnow
+from monitor.record import RequestRecord, TextHasher, new_request_id, utcnow
 from monitor.upstream.backend import BackendClient, iter_body
 from monitor.upstream.client import UpstreamError, UpstreamResponse
 
@@ -127,7 +126,7 @@ class ProxyHandler:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         protocol = protocols.OLLAMA if route.startswith("/api/") else protocols.OPENAI
         timer = RequestTimer()
-        exchange = Exchange(scope, receive, send, uuid.uuid4().hex)
+        exchange = Exchange(scope, receive, send, new_request_id())
         record = RequestRecord(
             id=exchange.request_id,
             ts=utcnow(),

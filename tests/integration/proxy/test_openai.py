@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ def test_chat_is_forwarded_and_recorded(proxy: RunningProxy, fake_backend: FakeB
     assert body["usage"]["completion_tokens"] == 3
     request_id = resp.headers["x-request-id"]
     assert len(request_id) == 32
+    assert uuid.UUID(request_id).version == 7  # time first (`new_request_id`)
 
     assert fake_backend.last.path == "/v1/chat/completions"
     assert fake_backend.last.body == CHAT
