@@ -88,9 +88,10 @@ def new_request_id() -> str:
     `os.urandom`, as `uuid4`'s): no two requests share one, and none can be guessed from
     another. Time first, so the store's indexes on `id` (the primary key of `requests`, the
     `request_id` of `guard_verdicts`) take each new row at their right edge, as they do a
-    timestamp, instead of at a random page: SQLite's inserts into a table of 250,000 rows took
-    7.9 µs a row instead of 21 (`bench/recorder_bench.py --ids`), and a random page of a large
-    table is a read from disk. It also costs half of `uuid4().hex` (0.9 µs against 1.7).
+    timestamp, instead of at a random page (a read from disk once the table outgrows the
+    cache). `bench/recorder_bench.py`, 250,000 records into SQLite: 33 µs of CPU a record
+    against 40 with `--ids uuid4`, and 30,000 records a second against 21,000. It also costs
+    half of `uuid4().hex` (0.9 µs against 1.7).
     """
     rand = int.from_bytes(os.urandom(10), "big")
     value = (
