@@ -29,15 +29,24 @@ sampling every weight is 1 and the figures are exactly the unweighted ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Float, case, cast, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from monitor.store.models import probe_samples_table, quality_scores_table, requests_table
+from monitor.store.models import (
+    probe_samples_table,
+    quality_scores_table,
+    requests_table,
+    rollup_quality_table,
+    rollup_requests_table,
+)
+from monitor.store.rollup_build import sealed_until
+from monitor.store.rollup_kinds import HOUR_S, MINUTE_S
+from monitor.store.rollup_reads import Ranges, plan
 
 _r = requests_table.c
 _p = probe_samples_table.c
@@ -76,38 +85,168 @@ def summarize(
 
 
 def summarize_windows(
-    engine: Engine, windows: Iterable[float], until: datetime, *, baseline: timedelta = BASELINE
+    engine: Engine,
+    windows: Iterable[float] | Mapping[float, Collection[str]],
+    until: datetime,
+    *,
+    baseline: timedelta = BASELINE,
 ) -> dict[float, Summary]:
     """A summary per window (seconds) ending at `until`, as `summarize` gives each, with the
-    baseline read once for all of them (the alert worker's step)."""
+    baseline read once for all of them (the alert worker's step).
+
+    Given a mapping of each window to the fields wanted of it (the alert worker's rules'
+    metrics and baselines), a window's summary holds those fields, and only the queries that
+    give them run: each reads every row of its window, and the worker runs them every few
+    seconds. With the default rules no window needs the latency percentiles (a sort of the
+    window's successful requests), the one-minute window only the health checks, the hour only
+    the quality scores. A field no query is known to give (a misspelt metric) makes its window
+    read everything."""
+    wanted = (
+        {w: _groups(names) for w, names in windows.items()}
+        if isinstance(windows, Mapping)
+        else dict.fromkeys(windows, GROUPS)
+    )
     with engine.connect() as conn:
-        base = _baseline(conn, until, baseline)
-        return {w: _summary(conn, until - timedelta(seconds=w), until, base) for w in windows}
+        asked = frozenset().union(*wanted.values()) if wanted else frozenset()
+        base = _baseline(conn, until, baseline, asked)
+        return {
+            w: _summary(conn, until - timedelta(seconds=w), until, base, groups)
+            for w, groups in wanted.items()
+        }
+
+
+# The queries of a summary, and the fields each gives (`summarize_windows` runs those asked).
+REQUESTS, PERCENTILES_OF, PROBES, QUALITY = "requests", "percentiles", "probes", "quality"
+BLOCKED_BASELINE, QUALITY_BASELINE = "blocked_rate_baseline", "quality_overall_baseline"
+GROUPS: Final = frozenset(
+    {REQUESTS, PERCENTILES_OF, PROBES, QUALITY, BLOCKED_BASELINE, QUALITY_BASELINE}
+)
+_FIELDS: Final = {
+    REQUESTS: (
+        "total_requests", "successful_requests", "success_rate", "blocked_rate",
+        "mean_response_time_s", "mean_tokens_per_s", "total_tokens",
+    ),
+    PERCENTILES_OF: tuple(f"p{p}_response_time_s" for p in PERCENTILES),
+    PROBES: (
+        "process_memory_mb", "mean_memory_mb", "mean_cpu_percent", "mean_gpu_memory_mb",
+        "gpu_memory_pct", "gpu_temperature_c", "backend_up", "energy_j_per_request",
+        "energy_j_per_1k_tokens",
+    ),
+    QUALITY: ("quality_overall",),
+    BLOCKED_BASELINE: (BLOCKED_BASELINE,),
+    QUALITY_BASELINE: (QUALITY_BASELINE,),
+}  # fmt: skip
+_GROUP_OF: Final = {name: group for group, names in _FIELDS.items() for name in names}
+
+
+def _groups(names: Collection[str]) -> frozenset[str]:
+    """The queries that give the fields `names` (all of them for a name none gives)."""
+    found = {_GROUP_OF.get(name) for name in names}
+    return GROUPS if None in found else frozenset(g for g in found if g is not None)
 
 
 def _summary(
-    conn: Connection, since: datetime, until: datetime, base: dict[str, float | None]
+    conn: Connection,
+    since: datetime,
+    until: datetime,
+    base: dict[str, float | None],
+    groups: frozenset[str] = GROUPS,
 ) -> Summary:
-    fields = _requests(conn, since, until)
-    fields.update(_probes(conn, since, until))
-    quality = _quality(conn, since, until)
-    fields["quality_overall"] = _overall(quality)
-    fields.update(base)
+    fields: dict[str, float | None] = {}
+    if REQUESTS in groups:
+        fields.update(_requests(conn, since, until))
+    if PERCENTILES_OF in groups:
+        latencies = _percentiles(conn, since, until)
+        for pct in PERCENTILES:
+            value = latencies.get(pct)
+            fields[f"p{pct}_response_time_s"] = value / 1000.0 if value is not None else None
+    if PROBES in groups:
+        fields.update(_probes(conn, since, until))
+    quality = _quality(conn, since, until) if QUALITY in groups else {}
+    if QUALITY in groups:
+        fields["quality_overall"] = _overall(quality)
+    fields.update((k, v) for k, v in base.items() if k in groups)
     return Summary(since, until, fields, {f"{s}.{m}": v for (s, m), v in quality.items()})
 
 
-def _baseline(conn: Connection, until: datetime, span: timedelta) -> dict[str, float | None]:
-    """The `*_baseline` fields: blocked rate and overall quality over `span` ending at `until`."""
+def _baseline(
+    conn: Connection, until: datetime, span: timedelta, groups: frozenset[str] = GROUPS
+) -> dict[str, float | None]:
+    """The `*_baseline` fields asked for in `groups`: blocked rate and overall quality over
+    `span` ending at `until`."""
     start = until - span
-    total, blocked = conn.execute(
-        select(func.sum(_r.weight), _weighed(_r.outcome.in_(_BLOCKED))).where(
-            _r.ts >= start, _r.ts < until
+    tiers = plan([start], until, sealed_until(conn), hours=True)
+    out: dict[str, float | None] = {}
+    if BLOCKED_BASELINE in groups:
+        total, blocked = _blocked_counts(conn, tiers)
+        out[BLOCKED_BASELINE] = blocked / total if total else None
+    if QUALITY_BASELINE in groups:
+        out[QUALITY_BASELINE] = _overall(_quality_means(conn, tiers))
+    return out
+
+
+# The baseline spans a day, and the alert worker reads it every few seconds: the minutes and
+# hours the rollups hold are read from them (a few rows each), the rest from the raw rows (the
+# window's ragged first minute, and the minutes not rolled up yet: `rollups.lag_s` and what
+# follows), each summed in the database. The figures are those of the raw rows: rollups count
+# and sum exactly (a record written into a minute already rolled up counts once the rollup
+# worker rolls that minute up again).
+_TIERS: Final = (("hour", HOUR_S), ("minute", MINUTE_S))
+_ru = rollup_requests_table.c
+_rq = rollup_quality_table.c
+
+
+def _blocked_counts(conn: Connection, tiers: dict[str, Ranges]) -> tuple[int, int]:
+    """(requests, blocked requests), each weighed, over the ranges of `tiers`."""
+    total = blocked = 0
+    for tier, resolution_s in _TIERS:
+        for lo, hi in tiers[tier]:
+            found = conn.execute(
+                select(
+                    func.sum(_ru.requests),
+                    func.sum(case((_ru.outcome.in_(_BLOCKED), _ru.requests), else_=0)),
+                ).where(_ru.resolution_s == resolution_s, _ru.bucket >= lo, _ru.bucket < hi)
+            ).one()
+            total, blocked = total + int(found[0] or 0), blocked + int(found[1] or 0)
+    for lo, hi in tiers["raw"]:
+        found = conn.execute(
+            select(func.sum(_r.weight), _weighed(_r.outcome.in_(_BLOCKED))).where(
+                _r.ts >= lo, _r.ts < hi
+            )
+        ).one()
+        total, blocked = total + int(found[0] or 0), blocked + int(found[1] or 0)
+    return total, blocked
+
+
+def _quality_means(conn: Connection, tiers: dict[str, Ranges]) -> dict[tuple[str, str], float]:
+    """The mean of each (scorer, metric) over the ranges of `tiers`."""
+    sums: dict[tuple[str, str], list[float]] = {}
+
+    def add(rows: Iterable[Any]) -> None:
+        for scorer, metric, count, value_sum in rows:
+            if count:
+                acc = sums.setdefault((scorer, metric), [0.0, 0.0])
+                acc[0] += float(count)
+                acc[1] += float(value_sum or 0.0)
+
+    for tier, resolution_s in _TIERS:
+        for lo, hi in tiers[tier]:
+            add(
+                conn.execute(
+                    select(_rq.scorer, _rq.metric, func.sum(_rq.scores), func.sum(_rq.value_sum))
+                    .where(_rq.resolution_s == resolution_s, _rq.bucket >= lo, _rq.bucket < hi)
+                    .group_by(_rq.scorer, _rq.metric)
+                )
+            )
+    for lo, hi in tiers["raw"]:
+        add(
+            conn.execute(
+                select(_q.scorer, _q.metric, func.count(_q.value), func.sum(_q.value))
+                .where(_q.ts >= lo, _q.ts < hi)
+                .group_by(_q.scorer, _q.metric)
+            )
         )
-    ).one()
-    return {
-        "blocked_rate_baseline": (blocked or 0) / total if total else None,
-        "quality_overall_baseline": _overall(_quality(conn, start, until)),
-    }
+    return {key: value_sum / count for key, (count, value_sum) in sums.items()}
 
 
 def _weighed(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -150,10 +289,6 @@ def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, f
         "mean_tokens_per_s": float(mean_tps) if mean_tps is not None else None,
         "total_tokens": float(tokens or 0),
     }
-    latencies = _percentiles(conn, since, until)
-    for pct in PERCENTILES:
-        value = latencies.get(pct)
-        fields[f"p{pct}_response_time_s"] = value / 1000.0 if value is not None else None
     return fields
 
 

@@ -128,7 +128,14 @@ class AlertEngine:
                 alert.acknowledged_at, alert.acknowledged_by = stored[alert.fingerprint]
 
     def _summaries(self, now: datetime) -> dict[float, Summary]:
-        return summarize_windows(self.engine, sorted({r.window for r in self.rules}), now)
+        # each window's summary reads only what its rules compare (`summarize_windows`)
+        wanted: dict[float, set[str]] = {}
+        for rule in self.rules:
+            names = wanted.setdefault(rule.window, set())
+            names.add(rule.metric)
+            if rule.baseline is not None:
+                names.add(rule.baseline)
+        return summarize_windows(self.engine, wanted, now)
 
     def _stage(self, notifications: Sequence[Notification]) -> None:
         for n in notifications:

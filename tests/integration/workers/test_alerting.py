@@ -11,18 +11,23 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import delete, event, update
 from sqlalchemy.engine import Engine
 
+from monitor.alerts.rules import default_rules
 from monitor.alerts.signing import SIGNATURE_HEADER
 from monitor.config_types import AlertRule, WebhookReceiver
 from monitor.record import RequestRecord
 from monitor.store import alerts as alert_store
+from monitor.store import rollups
 from monitor.store.inserts import insert_rows, record_row
-from monitor.store.samples import ProbeValue, write_probe_values
+from monitor.store.models import quality_scores_table, requests_table, rollup_state_table
+from monitor.store.samples import ProbeValue, QualityScore, write_probe_values, write_quality_scores
 from monitor.store.summaries import summarize, summarize_windows
 from monitor.upstream.webhook import ThreadedPost
 from monitor.workers.alerting import AlertEngine
 from monitor.workers.outbox import OutboxWorker
+from tests.integration.store.test_rollups import random_records
 from tests.support.webhook_receiver import ReceiverServer, RecordingReceiver
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -93,7 +98,16 @@ def outbox_for(
     )
 
 
+def nothing_rolled_up(engine: Engine) -> None:
+    """The rollups' watermark before every record of these tests. The migration puts it at
+    its own time, and these records, written straight into the store at an earlier time, are
+    not rolled up: the day-long baseline reads what the rollups hold before the watermark."""
+    with engine.begin() as conn:
+        conn.execute(update(rollup_state_table).values(sealed_until=T0 - timedelta(days=3)))
+
+
 async def test_summary_reads_requests_probes_and_the_baseline(engine: Engine) -> None:
+    nothing_rolled_up(engine)
     traffic(engine, T0, "ok", 8, "ok")
     traffic(engine, T0 + timedelta(seconds=1), "backend_error", 2, "err")
     traffic(engine, T0 + timedelta(seconds=2), "blocked_input", 2, "blk")
@@ -128,6 +142,121 @@ async def test_summary_reads_requests_probes_and_the_baseline(engine: Engine) ->
     assert empty["total_requests"] == 0
     assert empty["successful_requests"] is None  # idle is not an outage
     assert empty["success_rate"] is None and empty["backend_up"] is None
+
+
+PROBES = (
+    "process_memory_mb", "mean_memory_mb", "mean_cpu_percent", "mean_gpu_memory_mb",
+    "gpu_memory_pct", "gpu_temperature_c", "backend_up", "energy_j_per_request",
+    "energy_j_per_1k_tokens",
+)  # fmt: skip
+
+
+async def test_each_window_reads_only_what_its_rules_compare(engine: Engine) -> None:
+    traffic(engine, T0, "ok", 8, "ok")
+    traffic(engine, T0 + timedelta(seconds=1), "blocked_input", 2, "blk")
+    write_probe_values(engine, [ProbeValue(T0, "health", "backend_up", 1.0, "b")])
+    until = T0 + timedelta(minutes=1)
+    asked = {
+        60.0: {"backend_up"},
+        300.0: {"success_rate", "blocked_rate", "blocked_rate_baseline"},
+        600.0: {"p95_response_time_s"},
+        900.0: {"no_such_field"},  # none of the queries gives it: everything is read
+    }
+    found = summarize_windows(engine, asked, until)
+    one = summarize(engine, until - timedelta(minutes=1), until).fields
+    # the probes are one query (a few rows a minute): all of their fields come with it
+    assert found[60.0].fields["backend_up"] == 1.0
+    assert found[60.0].fields == {k: one[k] for k in PROBES}
+    five = summarize(engine, until - timedelta(minutes=5), until).fields
+    assert found[300.0].fields == {
+        name: five[name]
+        for name in (
+            "total_requests", "successful_requests", "success_rate", "blocked_rate",
+            "mean_response_time_s", "mean_tokens_per_s", "total_tokens", "blocked_rate_baseline",
+        )
+    }  # fmt: skip
+    assert found[300.0].fields["blocked_rate"] == pytest.approx(2 / 10)
+    assert found[600.0].fields == {
+        f"p{p}_response_time_s": summarize(engine, until - timedelta(minutes=10), until).fields[
+            f"p{p}_response_time_s"
+        ]
+        for p in (50, 95, 99)
+    }
+    assert found[900.0].fields == summarize(engine, until - timedelta(minutes=15), until).fields
+
+
+async def test_the_default_rules_sort_no_latencies(engine: Engine) -> None:
+    """No default rule compares a percentile, so an evaluation never sorts a window's
+    latencies: the query that does (a window function, or `percentile_cont`) reads every
+    successful request of the window, and the worker runs every 15 s."""
+    traffic(engine, T0 - timedelta(seconds=30), "ok", 20, "ok")
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.lower())
+
+    alerts = AlertEngine(engine, default_rules(), [], now=Clock())
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await alerts.step()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert any("requests" in s for s in statements)  # the rules' windows were read
+    assert not [s for s in statements if " over (" in s or "percentile_cont" in s]
+    custom = success_rule(metric="p95_response_time_s", comparison=">", threshold=1.0)
+    alerts = AlertEngine(engine, [custom], [], now=Clock())
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await alerts.step()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [s for s in statements if " over (" in s or "percentile_cont" in s]
+
+
+async def test_the_baseline_reads_the_rolled_up_day_with_the_raw_rows_figures(
+    engine: Engine,
+) -> None:
+    """The day-long baseline is read from the rollups where they hold it, from the raw rows
+    elsewhere, and comes out as the raw rows alone give it."""
+    nothing_rolled_up(engine)
+    rng = random.Random(11)
+    until = T0 + timedelta(seconds=17)
+    start = until - timedelta(hours=24)
+    records = random_records(
+        rng, 1200, start - timedelta(minutes=5), timedelta(hours=24, minutes=5)
+    )
+    for i, record in enumerate(records):
+        record.weight = 1 + i % 3  # sampling's weights count
+    insert_rows(engine, [record_row(r) for r in records])
+    write_quality_scores(
+        engine,
+        [
+            QualityScore(r.id, r.ts, scorer, "overall", rng.random())
+            for r in records[::4]
+            for scorer in ("heuristic", "embedding")
+        ],
+    )
+
+    def baselines() -> tuple[float | None, float | None]:
+        fields = summarize(engine, until - timedelta(minutes=1), until).fields
+        return fields["blocked_rate_baseline"], fields["quality_overall_baseline"]
+
+    from_raw = baselines()
+    assert from_raw[0] is not None and from_raw[1] is not None
+    watermark = until - timedelta(minutes=3, seconds=17)
+    rollups.rebuild(engine, start - timedelta(hours=1), watermark)
+    with engine.begin() as conn:
+        conn.execute(update(rollup_state_table).values(sealed_until=watermark))
+        # what the rollups hold, gone from the raw tables (as retention prunes them): the
+        # baseline must not need it any more
+        first_whole = start.replace(second=0) + timedelta(minutes=1)
+        conn.execute(delete(requests_table).where(requests_table.c.ts >= first_whole,
+                                                  requests_table.c.ts < watermark))  # fmt: skip
+        conn.execute(delete(quality_scores_table).where(quality_scores_table.c.ts >= first_whole,
+                                                        quality_scores_table.c.ts < watermark))  # fmt: skip
+    blocked, quality = baselines()
+    assert blocked == pytest.approx(from_raw[0], rel=1e-9)
+    assert quality == pytest.approx(from_raw[1], rel=1e-9)
 
 
 async def test_fires_once_resolves_once_and_delivers_signed(engine: Engine) -> None:
