@@ -8,13 +8,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from monitor.store import migrate
 from monitor.store.engine import make_engine
+from monitor.store.models import requests_table
 from monitor.store.queries import count_requests, request_ids
 from monitor.store.recorder import Recorder
 from monitor.store.spool import REJECTED_FILE, Spool
@@ -70,6 +72,29 @@ def test_write_batch_is_idempotent(engine: Engine, tmp_path: Path) -> None:
     recorder.write_batch(rows)
     recorder.write_batch(rows[10:20])  # a replay of rows already stored
     assert count_requests(engine) == 50
+
+
+def test_sqlite_takes_a_batch_in_inserts_of_many_rows(tmp_path: Path) -> None:
+    """Not an executemany: that steps SQLite once per row, and the driver gives up and takes
+    back the interpreter lock around every step, a hand-over with the event loop per row."""
+    url = sqlite_url(tmp_path / "db")
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    inserts: list[tuple[str, Any]] = []
+
+    def seen(conn: object, cursor: object, sql: str, params: Any, *args: object) -> None:
+        if sql.lstrip().upper().startswith("INSERT INTO REQUESTS"):
+            inserts.append((sql, params))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        _recorder(engine, tmp_path / "spool").write_batch([r.to_row() for r in make_records(2500)])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        engine.dispose()
+    assert 1 <= len(inserts) <= 5
+    for sql, params in inserts:  # one statement's own values, many rows of them, not rows
+        assert sql.count("?") == len(params) > 100 * len(requests_table.columns)
 
 
 def test_a_refused_row_is_set_aside_and_the_rest_written(engine: Engine, tmp_path: Path) -> None:
