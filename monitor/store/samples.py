@@ -86,8 +86,10 @@ def write_quality_scores(engine: Engine, scores: Sequence[QualityScore]) -> int:
         index_elements=["request_id", "scorer", "metric"],
         set_={"value": stmt.excluded.value, "ts": stmt.excluded.ts, "detail": stmt.excluded.detail},
     )
+    # RETURNING: SQLAlchemy then sends INSERTs of many rows (see `inserts.insert_rows`)
+    stmt = stmt.returning(quality_scores_table.c.request_id)
     with engine.begin() as conn:
-        conn.execute(stmt, rows)
+        conn.execute(stmt, rows).all()
     return len(rows)
 
 

@@ -4,8 +4,9 @@ The proxy handler calls `offer(record, prompt, response)` for each request that 
 with some output. `offer` is O(1) and never blocks nor raises: it keeps the request when its id
 falls in the sample (`quality.sample_rate`, decided by a hash of the id, so replicas and
 retries agree on which requests are scored) and drops it, counted, when the bounded queue is
-full. One task owned by the app's lifespan takes queued requests in small batches and scores
-them with the configured scorers:
+full. One task owned by the app's lifespan takes queued requests in batches (of up to
+`BATCH_SIZE`, the first waiting up to `LINGER_S` for others) and scores them with the
+configured scorers:
 
 - `heuristic`: the seed's four scores and their mean (`overall`), `monitor.quality.heuristic`;
 - `embedding`: prompt/response cosine similarity (`similarity`, and the same as `overall`),
@@ -52,7 +53,13 @@ Write = Callable[[Sequence[QualityScore]], object]  # blocking; called in a thre
 Judge = Callable[[list[Message], str | None], Awaitable[str]]  # (messages, model) → answer
 
 MAX_TEXT_CHARS = 64 * 1024  # per text kept for scoring: bounds the queue's memory
-BATCH_SIZE = 16
+BATCH_SIZE = 64
+# How long the first request of a batch waits for others to join it. A batch costs two hops
+# to a thread and back (scoring, writing) and one write transaction, whatever its size, and
+# each hop takes the interpreter lock from the event loop: with batches of whatever had
+# queued (a few requests) a 10 % sample at 4,000 requests a second cost the proxy about
+# 35 µs of CPU a request, most of it in those hops and the database's commits.
+LINGER_S = 0.2
 
 
 def sampled(request_id: str, rate: float) -> bool:
@@ -101,6 +108,7 @@ class QualityWorker:
         store_content: bool = False,
         judge_timeout_s: float = 30.0,
         batch_size: int = BATCH_SIZE,
+        linger_s: float = LINGER_S,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sample_rate = settings.sample_rate
@@ -115,6 +123,7 @@ class QualityWorker:
         self._store_content = store_content
         self._judge_timeout_s = judge_timeout_s
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._clock = clock
         self._queue: asyncio.Queue[Sample] = asyncio.Queue(settings.queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -180,6 +189,8 @@ class QualityWorker:
         """Score batches as they come, forever."""
         while True:
             batch = [await self._queue.get()]
+            if self._linger_s > 0 and self._queue.qsize() < self._batch_size - 1:
+                await asyncio.sleep(self._linger_s)  # let others join: see LINGER_S
             while len(batch) < self._batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:

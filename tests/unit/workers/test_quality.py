@@ -230,3 +230,45 @@ def test_counts_reach_prometheus_per_scorer() -> None:
         ("gemma_monitor_quality_dropped_total", "heuristic"): 2.0,
         ("gemma_monitor_quality_failed_total", "judge"): 1.0,
     }
+
+
+class CountingSink(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def __call__(self, scores: Sequence[QualityScore]) -> int:
+        self.writes += 1
+        return super().__call__(scores)
+
+
+async def test_requests_that_come_one_by_one_are_scored_and_written_together() -> None:
+    """A batch costs two thread hops and one transaction whatever its size: the first request
+    of a batch waits for others (`linger_s`) rather than being written alone."""
+    sink = CountingSink()
+    settings = QualitySettings.model_validate({"sample_rate": 1.0, "scorers": ["heuristic"]})
+    w = QualityWorker(settings, sink, linger_s=0.5)
+    w.start()
+    try:
+        for i in range(20):
+            assert w.offer(record(f"r{i}"), PROMPT, ANSWER)
+            await asyncio.sleep(0.005)  # as a busy proxy's requests end: a few ms apart
+        await asyncio.wait_for(w._queue.join(), 5)
+    finally:
+        await w.stop()
+    assert {s.request_id for s in sink.scores} == {f"r{i}" for i in range(20)}
+    assert sink.writes == 1
+
+
+async def test_a_full_batch_does_not_wait() -> None:
+    sink = CountingSink()
+    settings = QualitySettings.model_validate({"sample_rate": 1.0, "scorers": ["heuristic"]})
+    w = QualityWorker(settings, sink, batch_size=8, linger_s=30.0)
+    for i in range(8):
+        assert w.offer(record(f"r{i}"), PROMPT, ANSWER)
+    w.start()
+    try:
+        await asyncio.wait_for(w._queue.join(), 5)  # not the 30 s of lingering
+    finally:
+        await w.stop()
+    assert sink.writes == 1 and len({s.request_id for s in sink.scores}) == 8
