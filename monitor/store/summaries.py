@@ -1,4 +1,5 @@
-"""Summaries over a window: the seed's figures, computed from the stored rows.
+"""Summaries over a window: the seed's figures, computed from the stored rows (through the
+rollups where they hold them: see `_request_sums`).
 
 `summarize(engine, since, until)` reads the requests, probe samples and quality scores of the
 half-open window `since <= ts < until` and returns a `Summary`: the seed's fields (total and
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Float, case, cast, func, select
+import orjson
+from sqlalchemy import ColumnElement, Float, Text, case, cast, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from monitor.store.models import (
@@ -178,44 +180,112 @@ def _baseline(
     tiers = plan([start], until, sealed_until(conn), hours=True)
     out: dict[str, float | None] = {}
     if BLOCKED_BASELINE in groups:
-        total, blocked = _blocked_counts(conn, tiers)
-        out[BLOCKED_BASELINE] = blocked / total if total else None
+        sums = _request_sums(conn, tiers)
+        out[BLOCKED_BASELINE] = sums.blocked / sums.total if sums.total else None
     if QUALITY_BASELINE in groups:
         out[QUALITY_BASELINE] = _overall(_quality_means(conn, tiers))
     return out
 
 
-# The baseline spans a day, and the alert worker reads it every few seconds: the minutes and
-# hours the rollups hold are read from them (a few rows each), the rest from the raw rows (the
-# window's ragged first minute, and the minutes not rolled up yet: `rollups.lag_s` and what
-# follows), each summed in the database. The figures are those of the raw rows: rollups count
-# and sum exactly (a record written into a minute already rolled up counts once the rollup
-# worker rolls that minute up again).
+# The alert worker reads its windows and the day-long baseline every few seconds, and a window
+# holds every request of its span: the minutes and hours the rollups hold are read from them (a
+# few rows each), the rest from the raw rows (a window's ragged first minute, and the minutes
+# not rolled up yet: `rollups.lag_s` and what follows), each summed in the database. The
+# figures are those of the raw rows: rollups count and sum exactly (a record written into a
+# minute already rolled up counts once the rollup worker rolls that minute up again). The
+# latency percentiles are the exception: they are read from the raw rows (exact, and only
+# for a rule that compares one).
 _TIERS: Final = (("hour", HOUR_S), ("minute", MINUTE_S))
 _ru = rollup_requests_table.c
 _rq = rollup_quality_table.c
 
 
-def _blocked_counts(conn: Connection, tiers: dict[str, Ranges]) -> tuple[int, int]:
-    """(requests, blocked requests), each weighed, over the ranges of `tiers`."""
-    total = blocked = 0
+@dataclass(slots=True)
+class _Sums:
+    """What the request figures are made of, each request counted `weight` times."""
+
+    total: int = 0
+    ok: int = 0
+    served: int = 0  # ok and backend_error
+    blocked: int = 0
+    tokens: int = 0
+    latency_sum: float = 0.0  # of the ok requests with a latency
+    latency_count: int = 0
+    tps_sum: float = 0.0  # of the ok requests with a generation speed
+    tps_count: int = 0
+
+
+def _request_sums(conn: Connection, tiers: dict[str, Ranges]) -> _Sums:
+    """The sums of the requests in the ranges of `tiers` (`plan`): rollups where it says,
+    raw rows elsewhere."""
+    sums = _Sums()
     for tier, resolution_s in _TIERS:
         for lo, hi in tiers[tier]:
-            found = conn.execute(
+            in_range = (_ru.resolution_s == resolution_s, _ru.bucket >= lo, _ru.bucket < hi)
+            for outcome, requests, prompt, completion in conn.execute(
                 select(
+                    _ru.outcome,
                     func.sum(_ru.requests),
-                    func.sum(case((_ru.outcome.in_(_BLOCKED), _ru.requests), else_=0)),
-                ).where(_ru.resolution_s == resolution_s, _ru.bucket >= lo, _ru.bucket < hi)
-            ).one()
-            total, blocked = total + int(found[0] or 0), blocked + int(found[1] or 0)
+                    func.sum(_ru.prompt_tokens),
+                    func.sum(_ru.completion_tokens),
+                )
+                .where(*in_range)
+                .group_by(_ru.outcome)
+            ):
+                requests = int(requests or 0)
+                sums.total += requests
+                sums.ok += requests if outcome == "ok" else 0
+                sums.served += requests if outcome in _SERVED else 0
+                sums.blocked += requests if outcome in _BLOCKED else 0
+                sums.tokens += int(prompt or 0) + int(completion or 0)
+            # the timed histograms count the ok requests (see `monitor.store.rollups`)
+            for latency, latency_sum, tps, tps_sum in conn.execute(
+                select(
+                    cast(_ru.latency_ms, Text),
+                    _ru.latency_ms_sum,
+                    cast(_ru.tokens_per_s, Text),
+                    _ru.tokens_per_s_sum,
+                ).where(*in_range, _ru.outcome == "ok")
+            ):
+                sums.latency_count += _count(latency)
+                sums.latency_sum += float(latency_sum or 0.0)
+                sums.tps_count += _count(tps)
+                sums.tps_sum += float(tps_sum or 0.0)
+    ok = _r.outcome == "ok"
+    timed = ok & _r.latency_ms.is_not(None)
+    speed = ok & _r.tokens_per_s.is_not(None)
     for lo, hi in tiers["raw"]:
-        found = conn.execute(
-            select(func.sum(_r.weight), _weighed(_r.outcome.in_(_BLOCKED))).where(
-                _r.ts >= lo, _r.ts < hi
-            )
+        row = conn.execute(
+            select(
+                func.coalesce(func.sum(_r.weight), 0),
+                _weighed(ok),
+                _weighed(_r.outcome.in_(_SERVED)),
+                _weighed(_r.outcome.in_(_BLOCKED)),
+                func.sum(
+                    (func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0))
+                    * _r.weight
+                ),
+                func.sum(case((timed, cast(_r.latency_ms, Float) * _r.weight))),
+                _weighed(timed),
+                func.sum(case((speed, cast(_r.tokens_per_s, Float) * _r.weight))),
+                _weighed(speed),
+            ).where(_r.ts >= lo, _r.ts < hi)
         ).one()
-        total, blocked = total + int(found[0] or 0), blocked + int(found[1] or 0)
-    return total, blocked
+        sums.total += int(row[0] or 0)
+        sums.ok += int(row[1] or 0)
+        sums.served += int(row[2] or 0)
+        sums.blocked += int(row[3] or 0)
+        sums.tokens += int(row[4] or 0)
+        sums.latency_sum += float(row[5] or 0.0)
+        sums.latency_count += int(row[6] or 0)
+        sums.tps_sum += float(row[7] or 0.0)
+        sums.tps_count += int(row[8] or 0)
+    return sums
+
+
+def _count(histogram: str | None) -> int:
+    """The values a stored histogram (`{"bucket index": count}`) counts."""
+    return sum(orjson.loads(histogram).values()) if histogram else 0
 
 
 def _quality_means(conn: Connection, tiers: dict[str, Ranges]) -> dict[tuple[str, str], float]:
@@ -254,42 +324,23 @@ def _weighed(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, _r.weight), else_=0)), 0)
 
 
-def _weighted_mean(column: ColumnElement[float], where: ColumnElement[bool]) -> Any:
-    """The mean of `column` over the rows meeting `where`, each row `weight` times (NULLs
-    left out, as `avg` leaves them out); NULL when no row has a value."""
-    counted = where & column.is_not(None)
-    return func.sum(case((counted, column * _r.weight))) / func.nullif(_weighed(counted), 0)
-
-
 def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, float | None]:
-    in_window = (_r.ts >= since, _r.ts < until)
-    ok = _r.outcome == "ok"
-    row = conn.execute(
-        select(
-            func.coalesce(func.sum(_r.weight), 0),
-            _weighed(ok),
-            _weighed(_r.outcome.in_(_SERVED)),
-            _weighed(_r.outcome.in_(_BLOCKED)),
-            _weighted_mean(cast(_r.latency_ms, Float), ok),
-            _weighted_mean(cast(_r.tokens_per_s, Float), ok),
-            func.sum(
-                (func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0))
-                * _r.weight
-            ),
-        ).where(*in_window)
-    ).one()
-    total, successful, served, blocked, mean_ms, mean_tps, tokens = row
-    total = int(total or 0)
-    fields: dict[str, float | None] = {
+    """The request figures of the window: from the rollups where they hold it and from the
+    raw rows elsewhere, as the baseline is read (an alert window of ten minutes reads the
+    raw rows of its last two or three only)."""
+    sums = _request_sums(conn, plan([since], until, sealed_until(conn), hours=True))
+    total = sums.total
+    return {
         "total_requests": float(total),
-        "successful_requests": float(successful or 0) if total else None,
-        "success_rate": (successful or 0) / served if served else None,
-        "blocked_rate": (blocked or 0) / total if total else None,
-        "mean_response_time_s": float(mean_ms) / 1000.0 if mean_ms is not None else None,
-        "mean_tokens_per_s": float(mean_tps) if mean_tps is not None else None,
-        "total_tokens": float(tokens or 0),
+        "successful_requests": float(sums.ok) if total else None,
+        "success_rate": sums.ok / sums.served if sums.served else None,
+        "blocked_rate": sums.blocked / total if total else None,
+        "mean_response_time_s": (
+            sums.latency_sum / sums.latency_count / 1000.0 if sums.latency_count else None
+        ),
+        "mean_tokens_per_s": sums.tps_sum / sums.tps_count if sums.tps_count else None,
+        "total_tokens": float(sums.tokens),
     }
-    return fields
 
 
 def _percentiles(conn: Connection, since: datetime, until: datetime) -> dict[int, float]:

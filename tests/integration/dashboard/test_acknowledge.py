@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy.engine import Engine
 
 from monitor.store import alerts as alert_store
 from monitor.store import views
 from monitor.workers.alerting import AlertEngine
-from tests.integration.workers.test_alerting import Clock, success_rule, traffic
+from tests.integration.workers.test_alerting import (  # noqa: F401 (a fixture)
+    Clock,
+    nothing_rolled_up,
+    success_rule,
+    traffic,
+)
+
+# the traffic is written straight into the store, at a time the rollups count as rolled up
+pytestmark = pytest.mark.usefixtures("nothing_rolled_up")
 
 
 async def test_the_alert_worker_keeps_an_acknowledgement_stored_by_the_dashboard(

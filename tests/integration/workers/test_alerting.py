@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import delete, event, update
+from sqlalchemy import and_, delete, event, or_, update
 from sqlalchemy.engine import Engine
 
 from monitor.alerts.rules import default_rules
@@ -98,16 +98,17 @@ def outbox_for(
     )
 
 
+@pytest.fixture(autouse=True)
 def nothing_rolled_up(engine: Engine) -> None:
     """The rollups' watermark before every record of these tests. The migration puts it at
-    its own time, and these records, written straight into the store at an earlier time, are
-    not rolled up: the day-long baseline reads what the rollups hold before the watermark."""
+    its own time, and these records, written straight into the store at an earlier time (not
+    through the recorder, which has late records rolled up again), are not rolled up: a
+    summary reads what the rollups hold before the watermark."""
     with engine.begin() as conn:
         conn.execute(update(rollup_state_table).values(sealed_until=T0 - timedelta(days=3)))
 
 
 async def test_summary_reads_requests_probes_and_the_baseline(engine: Engine) -> None:
-    nothing_rolled_up(engine)
     traffic(engine, T0, "ok", 8, "ok")
     traffic(engine, T0 + timedelta(seconds=1), "backend_error", 2, "err")
     traffic(engine, T0 + timedelta(seconds=2), "blocked_input", 2, "blk")
@@ -213,12 +214,12 @@ async def test_the_default_rules_sort_no_latencies(engine: Engine) -> None:
     assert [s for s in statements if " over (" in s or "percentile_cont" in s]
 
 
-async def test_the_baseline_reads_the_rolled_up_day_with_the_raw_rows_figures(
+async def test_the_day_and_the_windows_read_the_rollups_with_the_raw_rows_figures(
     engine: Engine,
 ) -> None:
-    """The day-long baseline is read from the rollups where they hold it, from the raw rows
-    elsewhere, and comes out as the raw rows alone give it."""
-    nothing_rolled_up(engine)
+    """The day-long baseline and a window's request figures are read from the rollups where
+    they hold them, from the raw rows elsewhere, and come out as the raw rows alone give them
+    (the latency percentiles are read from the raw rows: not compared here)."""
     rng = random.Random(11)
     until = T0 + timedelta(seconds=17)
     start = until - timedelta(hours=24)
@@ -241,22 +242,36 @@ async def test_the_baseline_reads_the_rolled_up_day_with_the_raw_rows_figures(
         fields = summarize(engine, until - timedelta(minutes=1), until).fields
         return fields["blocked_rate_baseline"], fields["quality_overall_baseline"]
 
+    windows = (timedelta(minutes=10), timedelta(hours=1), timedelta(hours=5, seconds=7))
+
+    def request_figures() -> list[dict[str, float | None]]:
+        found = summarize_windows(
+            engine, {w.total_seconds(): {"success_rate"} for w in windows}, until
+        )
+        return [found[w.total_seconds()].fields for w in windows]
+
     from_raw = baselines()
     assert from_raw[0] is not None and from_raw[1] is not None
+    windows_from_raw = request_figures()
+    assert all(f["total_requests"] and f["mean_response_time_s"] for f in windows_from_raw)
     watermark = until - timedelta(minutes=3, seconds=17)
     rollups.rebuild(engine, start - timedelta(hours=1), watermark)
+    # what the rollups hold, gone from the raw tables (as retention prunes them): no summary
+    # may need it any more. Kept: the first minute of the day and of each window, which they
+    # read from the raw rows (it is only partly theirs)
+    first_whole = start.replace(second=0) + timedelta(minutes=1)
+    edges = [(until - w).replace(second=0, microsecond=0) for w in windows]
     with engine.begin() as conn:
         conn.execute(update(rollup_state_table).values(sealed_until=watermark))
-        # what the rollups hold, gone from the raw tables (as retention prunes them): the
-        # baseline must not need it any more
-        first_whole = start.replace(second=0) + timedelta(minutes=1)
-        conn.execute(delete(requests_table).where(requests_table.c.ts >= first_whole,
-                                                  requests_table.c.ts < watermark))  # fmt: skip
-        conn.execute(delete(quality_scores_table).where(quality_scores_table.c.ts >= first_whole,
-                                                        quality_scores_table.c.ts < watermark))  # fmt: skip
+        for table in (requests_table, quality_scores_table):
+            ts = table.c.ts
+            kept = [and_(ts >= edge, ts < edge + timedelta(minutes=1)) for edge in edges]
+            conn.execute(delete(table).where(ts >= first_whole, ts < watermark, ~or_(*kept)))
     blocked, quality = baselines()
     assert blocked == pytest.approx(from_raw[0], rel=1e-9)
     assert quality == pytest.approx(from_raw[1], rel=1e-9)
+    for rolled, raw in zip(request_figures(), windows_from_raw, strict=True):
+        assert rolled == pytest.approx(raw, rel=1e-9)
 
 
 async def test_fires_once_resolves_once_and_delivers_signed(engine: Engine) -> None:
