@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-from monitor.store.inserts import upsert_insert
+from monitor.store.inserts import fixed_chunks, upsert_insert
 from monitor.store.models import probe_samples_table, quality_scores_table
 
 _p = probe_samples_table.c
@@ -86,10 +86,12 @@ def write_quality_scores(engine: Engine, scores: Sequence[QualityScore]) -> int:
         index_elements=["request_id", "scorer", "metric"],
         set_={"value": stmt.excluded.value, "ts": stmt.excluded.ts, "detail": stmt.excluded.detail},
     )
-    # RETURNING: SQLAlchemy then sends INSERTs of many rows (see `inserts.insert_rows`)
+    # RETURNING: SQLAlchemy then sends INSERTs of many rows, in chunks of a few sizes (see
+    # `inserts.insert_rows`)
     stmt = stmt.returning(quality_scores_table.c.request_id)
     with engine.begin() as conn:
-        conn.execute(stmt, rows).all()
+        for chunk in fixed_chunks(rows):
+            conn.execute(stmt, chunk).all()
     return len(rows)
 
 

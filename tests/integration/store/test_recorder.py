@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from monitor.store import migrate
 from monitor.store.engine import make_engine
+from monitor.store.inserts import CHUNK_SIZES, fixed_chunks
 from monitor.store.models import requests_table
 from monitor.store.queries import count_requests, request_ids
 from monitor.store.recorder import Recorder
@@ -74,9 +76,11 @@ def test_write_batch_is_idempotent(engine: Engine, tmp_path: Path) -> None:
     assert count_requests(engine) == 50
 
 
-def test_sqlite_takes_a_batch_in_inserts_of_many_rows(tmp_path: Path) -> None:
+def test_sqlite_takes_a_batch_in_inserts_of_many_rows_of_a_few_sizes(tmp_path: Path) -> None:
     """Not an executemany: that steps SQLite once per row, and the driver gives up and takes
-    back the interpreter lock around every step, a hand-over with the event loop per row."""
+    back the interpreter lock around every step, a hand-over with the event loop per row.
+    And not one statement per batch size: SQLite keeps each statement text compiled, and a
+    statement of hundreds of rows compiles to megabytes."""
     url = sqlite_url(tmp_path / "db")
     migrate.upgrade(url)
     engine = make_engine(url)
@@ -86,15 +90,32 @@ def test_sqlite_takes_a_batch_in_inserts_of_many_rows(tmp_path: Path) -> None:
         if sql.lstrip().upper().startswith("INSERT INTO REQUESTS"):
             inserts.append((sql, params))
 
+    columns = len(requests_table.columns)
+    recorder = _recorder(engine, tmp_path / "spool")
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        _recorder(engine, tmp_path / "spool").write_batch([r.to_row() for r in make_records(2500)])
+        recorder.write_batch([r.to_row() for r in make_records(2500)])
+        # 2,500 rows: 9 x 256, 3 x 64, 1 x 4
+        assert [len(params) // columns for _, params in inserts] == [256] * 9 + [64] * 3 + [4]
+        for sql, params in inserts:  # one statement's own values, many rows of them
+            assert sql.count("?") == len(params)
+        for i, size in enumerate(random.Random(3).sample(range(1, 700), 60)):
+            recorder.write_batch([r.to_row() for r in make_records(size, prefix=f"b{i}")])
     finally:
         event.remove(engine, "before_cursor_execute", seen)
         engine.dispose()
-    assert 1 <= len(inserts) <= 5
-    for sql, params in inserts:  # one statement's own values, many rows of them, not rows
-        assert sql.count("?") == len(params) > 100 * len(requests_table.columns)
+    assert len({sql for sql, _ in inserts}) <= len(CHUNK_SIZES)
+    assert count_requests(engine) == 2500 + sum(random.Random(3).sample(range(1, 700), 60))
+
+
+@pytest.mark.parametrize("count", [*range(0, 300), 1000, 1023, 1024, 2500])
+def test_fixed_chunks_keep_every_row_in_order(count: int) -> None:
+    rows = [{"id": str(i)} for i in range(count)]
+    chunks = list(fixed_chunks(rows))
+    assert [row for chunk in chunks for row in chunk] == rows
+    assert all(len(chunk) in CHUNK_SIZES for chunk in chunks)
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def test_a_refused_row_is_set_aside_and_the_rest_written(engine: Engine, tmp_path: Path) -> None:
