@@ -88,10 +88,10 @@ def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 # The sizes of the chunks an INSERT of many rows takes. A statement of N rows is a text of its
 # own, and SQLite keeps each text it saw compiled (Python's driver: the last 128 per
-# connection; a statement of hundreds of rows compiles to megabytes): with batches of any size
-# from 1 to 1,000 the recorder's connections held 130 MB of them. In chunks of these sizes, a
-# connection compiles five texts, and a batch of 1,000 rows is 12 statements.
-CHUNK_SIZES: Final = (256, 64, 16, 4, 1)
+# connection): with batches of any size from 1 to 600 the recorder's connections held 130 MB
+# of them. In chunks of the powers of two up to 512, a connection compiles at most ten texts,
+# and a batch is as many statements as its size has bits set (1,000 rows: six).
+CHUNK_SIZES: Final = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
 def fixed_chunks(rows: list[Row]) -> Iterator[list[Row]]:

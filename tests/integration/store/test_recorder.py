@@ -95,8 +95,8 @@ def test_sqlite_takes_a_batch_in_inserts_of_many_rows_of_a_few_sizes(tmp_path: P
     event.listen(engine, "before_cursor_execute", seen)
     try:
         recorder.write_batch([r.to_row() for r in make_records(2500)])
-        # 2,500 rows: 9 x 256, 3 x 64, 1 x 4
-        assert [len(params) // columns for _, params in inserts] == [256] * 9 + [64] * 3 + [4]
+        # 2,500 rows: 4 x 512, 256, 128, 64, 4
+        assert [len(params) // columns for _, params in inserts] == [512] * 4 + [256, 128, 64, 4]
         for sql, params in inserts:  # one statement's own values, many rows of them
             assert sql.count("?") == len(params)
         for i, size in enumerate(random.Random(3).sample(range(1, 700), 60)):
