@@ -1,5 +1,5 @@
 """Summaries over a window: the seed's figures, computed from the stored rows (through the
-rollups where they hold them: see `_request_sums`).
+rollups where they hold them: see `_tiers`; the latency percentiles from the raw rows).
 
 `summarize(engine, since, until)` reads the requests, probe samples and quality scores of the
 half-open window `since <= ts < until` and returns a `Summary`: the seed's fields (total and
@@ -164,7 +164,7 @@ def _summary(
             fields[f"p{pct}_response_time_s"] = value / 1000.0 if value is not None else None
     if PROBES in groups:
         fields.update(_probes(conn, since, until))
-    quality = _quality(conn, since, until) if QUALITY in groups else {}
+    quality = _quality_means(conn, _tiers(conn, since, until)) if QUALITY in groups else {}
     if QUALITY in groups:
         fields["quality_overall"] = _overall(quality)
     fields.update((k, v) for k, v in base.items() if k in groups)
@@ -177,7 +177,7 @@ def _baseline(
     """The `*_baseline` fields asked for in `groups`: blocked rate and overall quality over
     `span` ending at `until`."""
     start = until - span
-    tiers = plan([start], until, sealed_until(conn), hours=True)
+    tiers = _tiers(conn, start, until)
     out: dict[str, float | None] = {}
     if BLOCKED_BASELINE in groups:
         sums = _request_sums(conn, tiers)
@@ -198,6 +198,11 @@ def _baseline(
 _TIERS: Final = (("hour", HOUR_S), ("minute", MINUTE_S))
 _ru = rollup_requests_table.c
 _rq = rollup_quality_table.c
+
+
+def _tiers(conn: Connection, since: datetime, until: datetime) -> dict[str, Ranges]:
+    """Where each part of the window is read from: rollups (minute, hour) or raw rows."""
+    return plan([since], until, sealed_until(conn), hours=True)
 
 
 @dataclass(slots=True)
@@ -328,7 +333,7 @@ def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, f
     """The request figures of the window: from the rollups where they hold it and from the
     raw rows elsewhere, as the baseline is read (an alert window of ten minutes reads the
     raw rows of its last two or three only)."""
-    sums = _request_sums(conn, plan([since], until, sealed_until(conn), hours=True))
+    sums = _request_sums(conn, _tiers(conn, since, until))
     total = sums.total
     return {
         "total_requests": float(total),
@@ -442,15 +447,6 @@ def _probes(conn: Connection, since: datetime, until: datetime) -> dict[str, flo
         "energy_j_per_request": joules / measured if joules is not None and measured else None,
         "energy_j_per_1k_tokens": 1000 * joules / tokens if joules is not None and tokens else None,
     }
-
-
-def _quality(conn: Connection, since: datetime, until: datetime) -> dict[tuple[str, str], float]:
-    query = (
-        select(_q.scorer, _q.metric, func.avg(_q.value))
-        .where(_q.ts >= since, _q.ts < until)
-        .group_by(_q.scorer, _q.metric)
-    )
-    return {(s, m): float(v) for s, m, v in conn.execute(query)}
 
 
 def _overall(quality: dict[tuple[str, str], float]) -> float | None:

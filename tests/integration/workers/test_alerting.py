@@ -217,9 +217,9 @@ async def test_the_default_rules_sort_no_latencies(engine: Engine) -> None:
 async def test_the_day_and_the_windows_read_the_rollups_with_the_raw_rows_figures(
     engine: Engine,
 ) -> None:
-    """The day-long baseline and a window's request figures are read from the rollups where
-    they hold them, from the raw rows elsewhere, and come out as the raw rows alone give them
-    (the latency percentiles are read from the raw rows: not compared here)."""
+    """The day-long baseline and a window's request and quality figures are read from the
+    rollups where they hold them, from the raw rows elsewhere, and come out as the raw rows
+    alone give them (the latency percentiles are read from the raw rows: not compared here)."""
     rng = random.Random(11)
     until = T0 + timedelta(seconds=17)
     start = until - timedelta(hours=24)
@@ -246,14 +246,17 @@ async def test_the_day_and_the_windows_read_the_rollups_with_the_raw_rows_figure
 
     def request_figures() -> list[dict[str, float | None]]:
         found = summarize_windows(
-            engine, {w.total_seconds(): {"success_rate"} for w in windows}, until
+            engine, {w.total_seconds(): {"success_rate", "quality_overall"} for w in windows}, until
         )
         return [found[w.total_seconds()].fields for w in windows]
 
     from_raw = baselines()
     assert from_raw[0] is not None and from_raw[1] is not None
     windows_from_raw = request_figures()
-    assert all(f["total_requests"] and f["mean_response_time_s"] for f in windows_from_raw)
+    assert all(
+        f["total_requests"] and f["mean_response_time_s"] and f["quality_overall"]
+        for f in windows_from_raw
+    )
     watermark = until - timedelta(minutes=3, seconds=17)
     rollups.rebuild(engine, start - timedelta(hours=1), watermark)
     # what the rollups hold, gone from the raw tables (as retention prunes them): no summary
