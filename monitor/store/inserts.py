@@ -22,14 +22,16 @@ record's verdicts into `guard_verdicts` rows. Both kinds of row are made storabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
+import sqlite3
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import Table, insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from monitor.record import RequestRecord
@@ -37,6 +39,7 @@ from monitor.store.models import guard_verdicts_table, requests_table
 from monitor.store.storable import make_storable
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 def upsert_insert(table: Table, dialect_name: str) -> Any:
@@ -49,37 +52,17 @@ def upsert_insert(table: Table, dialect_name: str) -> Any:
     raise ValueError(f"unsupported database {dialect_name!r}: use Postgres or SQLite")
 
 
-def insert_statement(dialect_name: str) -> Insert:
-    """The insert that skips rows whose id is already stored, for this dialect."""
-    statement: Insert = upsert_insert(requests_table, dialect_name).on_conflict_do_nothing(
-        index_elements=["id"]
-    )
-    return statement
-
-
 def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
     """Insert rows in one transaction: on Postgres through COPY, on SQLite as INSERTs of many
-    rows each.
-
-    Why not an executemany on SQLite: it steps SQLite once per row, and Python's driver lets
-    go of the interpreter lock around each step and takes it back after, so the recorder's
-    thread asks the event loop's thread for the lock once per row. On a busy proxy each ask
-    waits for the loop's switch interval and then forces a hand-over: at 4,200 requests a
-    second the recorder took 55-59 µs of CPU a request that way, and 27-32 µs with INSERTs
-    of many rows (SQLAlchemy's "insertmanyvalues", which it uses for an insert with
-    RETURNING), and the event loop's thread 4 % less. The rows go in chunks of a few sizes
-    only (`fixed_chunks`)."""
+    rows each, sent to the driver as they are (`_sqlite_rows`)."""
     if not rows:
         return
     if engine.dialect.name == "postgresql":
         _copy_rows(engine, rows)
         return
-    statement = insert_statement(engine.dialect.name).returning(requests_table.c.id)
     with engine.begin() as conn:
-        inserted: set[str] = set()
-        for chunk in fixed_chunks(rows):
-            inserted.update(conn.execute(statement, chunk).scalars())
-        if not _any_verdicts(rows):
+        inserted = _sqlite_rows(conn, rows, returning=_any_verdicts(rows))
+        if inserted is None:
             return
         verdicts = verdict_rows(rows, inserted)
         if verdicts:
@@ -94,10 +77,13 @@ def insert_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
 CHUNK_SIZES: Final = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
-def fixed_chunks(rows: list[Row]) -> Iterator[list[Row]]:
-    """`rows` in order, in chunks of the sizes of `CHUNK_SIZES`, largest first."""
+def fixed_chunks(rows: list[T], largest: int = CHUNK_SIZES[0]) -> Iterator[list[T]]:
+    """`rows` in order, in chunks of the sizes of `CHUNK_SIZES` up to `largest`, largest
+    first."""
     start = 0
     for size in CHUNK_SIZES:
+        if size > largest:
+            continue
         while len(rows) - start >= size:
             yield rows[start : start + size]
             start += size
@@ -167,6 +153,89 @@ def _copy_rows(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 
 _EXTRA_INDEX: Final = _COLUMNS.index("extra")
+
+
+# -- SQLite: INSERTs of many rows, handed to the driver as they are --------------------------
+
+
+def _sqlite_rows(conn: Connection, rows: list[Row], *, returning: bool) -> set[str] | None:
+    """Insert `rows` into `requests` on SQLite in the transaction of `conn`, skipping ids
+    already stored: INSERTs of many rows each, in chunks of `CHUNK_SIZES`. Returns the ids
+    inserted when `returning` (for their verdicts), else None.
+
+    Why INSERTs of many rows, not an executemany: an executemany steps SQLite once per row,
+    and Python's driver lets go of the interpreter lock around each step and takes it back
+    after, so the recorder's thread asks the event loop's thread for the lock once per row.
+    On a busy proxy each ask waits for the loop's switch interval and then forces a hand-over:
+    at 4,200 requests a second the recorder took 55-59 µs of CPU a request that way, and
+    27-32 µs with INSERTs of many rows, and the event loop's thread 4 % less.
+
+    Why straight to the driver, not through SQLAlchemy's insert ("insertmanyvalues", which
+    builds the same statements): SQLAlchemy spent more of the recorder's CPU turning each row
+    into parameters than SQLite spent storing it. Here each value still goes through its
+    column type's own bind processor, so what is stored is what SQLAlchemy's insert stores
+    (a test compares them column by column). Errors come out as SQLAlchemy's: a value no
+    processor takes as a `StatementError`, the database's refusals as its `DBAPIError` kinds,
+    so row errors and outages are told apart as for every other write.
+    """
+    raw: Any = conn.connection.driver_connection
+    largest = _largest_chunk(raw)
+    converters = _sqlite_converters(conn.dialect)
+    values: list[list[Any]] = []
+    for row in rows:
+        value = [row.get(name) for name in _COLUMNS]
+        try:
+            for index, process in converters:
+                value[index] = process(value[index])
+        except Exception as exc:  # what SQLAlchemy raises for a value its type cannot bind
+            raise StatementError(
+                f"request {row.get('id')!r}: a value cannot be stored ({exc})", None, None, exc
+            ) from exc
+        values.append(value)
+    inserted: set[str] = set()
+    statement = ""
+    cursor = raw.cursor()
+    try:
+        for chunk in fixed_chunks(values, largest):
+            statement = _sqlite_insert_text(len(chunk), returning)
+            cursor.execute(statement, [v for value in chunk for v in value])
+            if returning:
+                inserted.update(request_id for (request_id,) in cursor.fetchall())
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
+    return inserted if returning else None
+
+
+@functools.cache
+def _sqlite_converters(dialect: Dialect) -> tuple[tuple[int, Any], ...]:
+    """(column index, bind processor) of each `requests` column whose type converts values on
+    the way in (timestamps to text, booleans to integers, JSON to text), for `dialect`."""
+    converters = []
+    for index, column in enumerate(requests_table.columns):
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            converters.append((index, process))
+    return tuple(converters)
+
+
+@functools.cache
+def _sqlite_insert_text(count: int, returning: bool) -> str:
+    row = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+    text = f"INSERT INTO requests ({_COLUMN_LIST}) VALUES {', '.join([row] * count)} "
+    text += "ON CONFLICT (id) DO NOTHING"
+    return text + " RETURNING id" if returning else text
+
+
+def _largest_chunk(raw: Any) -> int:
+    """The largest of `CHUNK_SIZES` whose statement stays within this connection's limit of
+    parameters (250,000 in Debian's SQLite, 32,766 by default, 999 before SQLite 3.32)."""
+    try:
+        limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    except (AttributeError, sqlite3.Error):  # Python before 3.11: assume the oldest limit
+        limit = 999
+    return next((size for size in CHUNK_SIZES if size * len(_COLUMNS) <= limit), 1)
 
 
 def insert_isolating(

@@ -5,20 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from monitor.store import migrate
 from monitor.store.engine import make_engine
-from monitor.store.inserts import CHUNK_SIZES, fixed_chunks
-from monitor.store.models import requests_table
+from monitor.store.inserts import (
+    CHUNK_SIZES,
+    fixed_chunks,
+    insert_isolating,
+    insert_rows,
+    record_row,
+    verdict_rows,
+)
+from monitor.store.models import guard_verdicts_table, requests_table
 from monitor.store.queries import count_requests, request_ids
 from monitor.store.recorder import Recorder
 from monitor.store.spool import REJECTED_FILE, Spool
@@ -80,32 +92,94 @@ def test_sqlite_takes_a_batch_in_inserts_of_many_rows_of_a_few_sizes(tmp_path: P
     """Not an executemany: that steps SQLite once per row, and the driver gives up and takes
     back the interpreter lock around every step, a hand-over with the event loop per row.
     And not one statement per batch size: SQLite keeps each statement text compiled, and a
-    statement of hundreds of rows compiles to megabytes."""
+    statement of hundreds of rows compiles to megabytes. The statements are seen as SQLite
+    runs them (its trace, with the values in place): the rows go to the driver directly."""
     url = sqlite_url(tmp_path / "db")
     migrate.upgrade(url)
     engine = make_engine(url)
-    inserts: list[tuple[str, Any]] = []
+    inserts: list[str] = []
 
-    def seen(conn: object, cursor: object, sql: str, params: Any, *args: object) -> None:
-        if sql.lstrip().upper().startswith("INSERT INTO REQUESTS"):
-            inserts.append((sql, params))
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        def seen(sql: str) -> None:
+            if sql.lstrip().upper().startswith("INSERT INTO REQUESTS"):
+                inserts.append(sql)
 
-    columns = len(requests_table.columns)
+        dbapi_connection.set_trace_callback(seen)
+
+    event.listen(engine, "connect", trace)
     recorder = _recorder(engine, tmp_path / "spool")
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        recorder.write_batch([r.to_row() for r in make_records(2500)])
-        # 2,500 rows: 4 x 512, 256, 128, 64, 4
-        assert [len(params) // columns for _, params in inserts] == [512] * 4 + [256, 128, 64, 4]
-        for sql, params in inserts:  # one statement's own values, many rows of them
-            assert sql.count("?") == len(params)
-        for i, size in enumerate(random.Random(3).sample(range(1, 700), 60)):
-            recorder.write_batch([r.to_row() for r in make_records(size, prefix=f"b{i}")])
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    records = make_records(2500)
+    recorder.write_batch([r.to_row() for r in records])
+    # 2,500 rows: 4 x 512, 256, 128, 64, 4, each statement with its own rows' values
+    in_statement = [re.findall(r"'(r-\d{6})'", sql) for sql in inserts]
+    assert [len(ids) for ids in in_statement] == [512] * 4 + [256, 128, 64, 4]
+    assert [i for ids in in_statement for i in ids] == [r.id for r in records]
+    sizes = random.Random(3).sample(range(1, 700), 60)
+    for i, size in enumerate(sizes):
+        before = len(inserts)
+        recorder.write_batch([r.to_row() for r in make_records(size, prefix=f"b{i}")])
+        # as many statements as the size has bits set: one text per chunk size, at most ten
+        assert len(inserts) - before == size // 512 + bin(size % 512).count("1")
+    engine.dispose()
+    assert count_requests(engine) == 2500 + sum(sizes)
+
+
+def test_sqlite_rows_are_stored_as_sqlalchemys_insert_stores_them(tmp_path: Path) -> None:
+    """The rows go to the driver without SQLAlchemy's insert, each value through its column
+    type's bind processor: the stored values and their SQLite types are the same as that
+    insert's, read back without any type conversion."""
+    records = make_records(40, verdicts=True)
+    records[1].ts = datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=timezone(timedelta(hours=-5)))
+    records[2].ts = datetime(2026, 3, 4, 5, 6, 7)  # naive: taken as UTC
+    records[3].extra = {"nested": {"list": [1, 2.5, None, "é"]}, "flag": True}
+    records[4].prompt_text, records[4].response_text = "a prompt ✓", "a reply\n"
+    records[5].latency_ms, records[5].tokens_estimated = None, True
+    stored = {}
+    for name, write in (
+        ("sqlalchemy", lambda engine, rows: _sqlalchemy_insert(engine, rows)),
+        ("direct", insert_rows),
+    ):
+        url = sqlite_url(tmp_path / f"{name}.db")
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        write(engine, [record_row(r) for r in records])
         engine.dispose()
-    assert len({sql for sql, _ in inserts}) <= len(CHUNK_SIZES)
-    assert count_requests(engine) == 2500 + sum(random.Random(3).sample(range(1, 700), 60))
+        with closing(sqlite3.connect(tmp_path / f"{name}.db" / "monitor.db")) as raw:
+            rows = raw.execute("SELECT * FROM requests ORDER BY id").fetchall()
+            kinds = raw.execute(
+                "SELECT "
+                + ", ".join(f"typeof({c.name})" for c in requests_table.columns)
+                + " FROM requests ORDER BY id"
+            ).fetchall()
+            verdicts = raw.execute(
+                "SELECT request_id, ts, stage, action, findings FROM guard_verdicts "
+                "ORDER BY request_id, stage"
+            ).fetchall()
+        stored[name] = (rows, kinds, verdicts)
+    assert len(stored["direct"][0]) == 40
+    assert stored["direct"][2]  # the records' verdicts, stored beside them
+    assert stored["direct"] == stored["sqlalchemy"]
+
+
+def _sqlalchemy_insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """The insert the store made through SQLAlchemy before (many rows a statement)."""
+    statement = sqlite_insert(requests_table).on_conflict_do_nothing(index_elements=["id"])
+    with engine.begin() as conn:
+        inserted = set(conn.execute(statement.returning(requests_table.c.id), rows).scalars())
+        conn.execute(insert(guard_verdicts_table), verdict_rows(rows, inserted))
+
+
+def test_a_value_no_column_type_takes_is_a_row_error(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "db")
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    rows = [r.to_row() for r in make_records(5)]
+    rows[2]["extra"] = {"big": 2**70}  # past JSON's 64-bit integers: no serializer takes it
+    rejected = insert_isolating(engine, rows)
+    assert [row["id"] for row, _ in rejected] == [rows[2]["id"]]
+    assert "cannot be stored" in rejected[0][1]
+    assert request_ids(engine) == {row["id"] for row in rows} - {rows[2]["id"]}
+    engine.dispose()
 
 
 def test_fixed_chunks_keep_every_row_in_order() -> None:
