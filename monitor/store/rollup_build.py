@@ -9,7 +9,10 @@
 span from the raw rows (delete, then insert, in one transaction), then every hour those minutes
 touch from its minute rollups. Raw rows are streamed and aggregated in Python (histograms have
 no SQL aggregate), one day at a time, so memory grows with the number of rollup rows of a day,
-never with the number of raw rows.
+never with the number of raw rows. The database gives each row's minute, and sums the kinds
+that are integer sums only (`rollup_kinds.add_raw_minutes`): a minute of 60,000 requests took
+12.1 µs of CPU a request to roll up with every time parsed and floored in Python and both
+kinds of request rollups built row by row, 6.3 µs this way (SQLite; Postgres 11.4-11.9 → 4.2).
 
 `seal_step` is the rollup worker's step: it takes the state row's lock first (SELECT ... FOR
 UPDATE on Postgres; on SQLite a write, since SQLite serialises writers), so replicas sharing a
@@ -39,6 +42,7 @@ from monitor.store.rollup_kinds import (
     MINUTE_S,
     Accumulator,
     Kind,
+    add_raw_minutes,
     add_raw_rows,
     ceil_to,
     floor_to,
@@ -63,6 +67,10 @@ def aggregate_raw(
     """Every kind's rollup rows of `since <= ts < until` in buckets of `size`, from raw rows
     (each request counted `weight` times; once each with `weighted=False`)."""
     accumulators = {kind: Accumulator(kind) for kind in KINDS}
+    if size == MINUTE:  # the builder's case: each row's minute from the database
+        for accumulator in accumulators.values():
+            add_raw_minutes(conn, accumulator, since, until, weighted=weighted)
+        return accumulators
 
     def where(ts: ColumnElement[datetime]) -> ColumnElement[bool]:
         return and_(ts >= since, ts < until)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import ColumnElement, Select, Table, case, func, literal, select
+from sqlalchemy import ColumnElement, Select, Table, and_, case, func, literal, select
 from sqlalchemy.engine import Connection
 
 from monitor.store.histogram import bucket_index
@@ -114,6 +114,8 @@ QUALITY: Final = Kind(
     rollup_quality_table, ("scorer", "metric"), (("scores", "sum"), ("value_sum", "sum"))
 )
 KINDS: Final = (REQUESTS, PRINCIPALS, VERDICTS, PROBES, QUALITY)
+# Kinds whose raw rows the database can sum exactly: integer sums only (`add_raw_minutes`).
+SQL_SUMS: Final = frozenset({PRINCIPALS})
 
 
 def score_bin(score: float) -> int:
@@ -336,3 +338,66 @@ def add_raw_rows(
     positions = [1 + kind.keys.index(name) for name in keep]
     for row in stream_rows(conn, query):
         add((cut(row[0]), *(row[i] for i in positions)), (1, *row[width:-1]), row[-1])
+
+
+# -- raw rows by the minute, for the rollup builder -----------------------------------------
+
+
+def minute_of(ts: ColumnElement[datetime], dialect_name: str) -> ColumnElement[Any]:
+    """The minute `ts` falls in, worked out by the database: on SQLite the first 16 characters
+    of the stored text (`YYYY-MM-DD HH:MM`; timestamps are stored in UTC), on Postgres the
+    timestamp in UTC truncated to its minute."""
+    if dialect_name == "postgresql":
+        return func.date_trunc("minute", func.timezone("UTC", ts))
+    return func.substr(ts, 1, 16)
+
+
+def _minutes() -> Callable[[Any], datetime]:
+    """A minute as `minute_of` gives it → an aware UTC datetime, each distinct one worked out
+    once (a minute's thousands of rows share it)."""
+    seen: dict[Any, datetime] = {}
+
+    def cut(value: Any) -> datetime:
+        minute = seen.get(value)
+        if minute is None:
+            parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+            minute = seen[value] = parsed.replace(tzinfo=UTC)
+        return minute
+
+    return cut
+
+
+def add_raw_minutes(
+    conn: Connection,
+    accumulator: Accumulator,
+    since: datetime,
+    until: datetime,
+    *,
+    weighted: bool = True,
+) -> None:
+    """Aggregate the kind's raw rows of `since <= ts < until` into `accumulator` by the minute:
+    what `add_raw_rows` does with a minute's floor for `cut`, for less work on each row.
+
+    The database gives each row's minute, so Python neither parses nor floors a timestamp
+    per row. A kind of integer sums only (`SQL_SUMS`: requests by principal, the requests
+    table's second pass) is summed by the database, grouped by minute and keys, and taken
+    as rollup rows: the sums are exact, so the rows are those of the raw path."""
+    kind = accumulator.kind
+    source = RAW[kind]
+    weight = source.weight if weighted and source.weight is not None else literal(1)
+    columns = list(source.query.selected_columns)
+    minute = minute_of(source.ts, conn.dialect.name)
+    width = 1 + len(kind.keys)
+    keys, values = columns[1:width], columns[width:]
+    where = and_(source.ts >= since, source.ts < until)
+    cut = _minutes()
+    if kind in SQL_SUMS:
+        sums = [func.sum(weight), *(func.sum(value * weight) for value in values)]
+        query = source.query.with_only_columns(minute, *keys, *sums).where(where)
+        for row in conn.execute(query.group_by(minute, *keys)):
+            accumulator.add_rollup((cut(row[0]), *row[1:width]), row[width:])
+        return
+    query = source.query.with_only_columns(minute, *keys, *values, weight).where(where)
+    add = accumulator.add_raw
+    for row in stream_rows(conn, query):
+        add((cut(row[0]), *row[1:width]), (1, *row[width:-1]), row[-1])

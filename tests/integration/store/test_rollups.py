@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from monitor.record import RequestRecord
-from monitor.store import rollups
+from monitor.store import rollup_build, rollup_kinds, rollups
 from monitor.store.histogram import bucket_index, lower_bound, upper_bound
 from monitor.store.inserts import insert_rows, record_row
 from monitor.store.models import (
@@ -398,3 +398,29 @@ def test_an_aligned_window_reads_whole_hours_only() -> None:
     assert tiers["hour"] == [(since, until - timedelta(minutes=41))]
     assert tiers["minute"] == [(until - timedelta(minutes=41), until)]
     assert tiers["raw"] == []
+
+
+def test_the_builders_minutes_equal_the_raw_rows_floored_in_python(engine: Engine) -> None:
+    """The builder takes each raw row's minute from the database and has it sum the
+    principals' rows: the same rollup rows, kind by kind, as flooring every row's time in
+    Python, with weights and verdicts, on Postgres also in a session whose time zone is
+    not UTC (half an hour off, so a minute's floor in local time would still be right but
+    its hour would not; the minute is taken in UTC)."""
+    fill(engine, seed=4, count=1500)
+    with engine.begin() as conn:  # sampled successes: some rows stand for several requests
+        conn.execute(update(requests_table).where(requests_table.c.id.like("%3")).values(weight=7))
+    since, until = START + timedelta(hours=5), START + timedelta(days=1, hours=7)
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET TIME ZONE 'America/St_Johns'")
+        by_minute = rollup_build.aggregate_raw(conn, since, until)
+        for kind, accumulator in by_minute.items():
+            expected = rollup_kinds.Accumulator(kind)
+            rollup_kinds.add_raw_rows(
+                conn,
+                expected,
+                lambda ts: (ts >= since) & (ts < until),
+                lambda t: rollup_kinds.floor_to(t, rollup_kinds.MINUTE),
+            )
+            assert accumulator.groups, kind.table.name  # every kind has rows in the span
+            assert accumulator.groups == expected.groups, kind.table.name
