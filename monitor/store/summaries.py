@@ -30,6 +30,7 @@ sampling every weight is 1 and the figures are exactly the unweighted ones.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -110,9 +111,13 @@ def summarize_windows(
     )
     with engine.connect() as conn:
         asked = frozenset().union(*wanted.values()) if wanted else frozenset()
-        base = _baseline(conn, until, baseline, asked)
+        sealed = sealed_until(conn)
+        # Every window ends at `until`: they share the minutes not rolled up yet, read once
+        spans = [until - timedelta(seconds=w) for w in wanted] + [until - baseline]
+        raw = _RawSums(conn, _raw_bounds(spans, until, sealed))
+        base = _baseline(conn, until, baseline, asked, raw)
         return {
-            w: _summary(conn, until - timedelta(seconds=w), until, base, groups)
+            w: _summary(conn, until - timedelta(seconds=w), until, base, groups, raw)
             for w, groups in wanted.items()
         }
 
@@ -153,10 +158,11 @@ def _summary(
     until: datetime,
     base: dict[str, float | None],
     groups: frozenset[str] = GROUPS,
+    raw: _RawSums | None = None,
 ) -> Summary:
     fields: dict[str, float | None] = {}
     if REQUESTS in groups:
-        fields.update(_requests(conn, since, until))
+        fields.update(_requests(conn, since, until, raw))
     if PERCENTILES_OF in groups:
         latencies = _percentiles(conn, since, until)
         for pct in PERCENTILES:
@@ -172,7 +178,11 @@ def _summary(
 
 
 def _baseline(
-    conn: Connection, until: datetime, span: timedelta, groups: frozenset[str] = GROUPS
+    conn: Connection,
+    until: datetime,
+    span: timedelta,
+    groups: frozenset[str] = GROUPS,
+    raw: _RawSums | None = None,
 ) -> dict[str, float | None]:
     """The `*_baseline` fields asked for in `groups`: blocked rate and overall quality over
     `span` ending at `until`."""
@@ -180,7 +190,7 @@ def _baseline(
     tiers = _tiers(conn, start, until)
     out: dict[str, float | None] = {}
     if BLOCKED_BASELINE in groups:
-        sums = _request_sums(conn, tiers)
+        sums = _request_sums(conn, tiers, raw)
         out[BLOCKED_BASELINE] = sums.blocked / sums.total if sums.total else None
     if QUALITY_BASELINE in groups:
         out[QUALITY_BASELINE] = _overall(_quality_means(conn, tiers))
@@ -220,9 +230,9 @@ class _Sums:
     tps_count: int = 0
 
 
-def _request_sums(conn: Connection, tiers: dict[str, Ranges]) -> _Sums:
+def _request_sums(conn: Connection, tiers: dict[str, Ranges], raw: _RawSums | None = None) -> _Sums:
     """The sums of the requests in the ranges of `tiers` (`plan`): rollups where it says,
-    raw rows elsewhere."""
+    raw rows elsewhere (through `raw`, which reads each piece once, when given)."""
     sums = _Sums()
     for tier, resolution_s in _TIERS:
         for lo, hi in tiers[tier]:
@@ -256,36 +266,55 @@ def _request_sums(conn: Connection, tiers: dict[str, Ranges]) -> _Sums:
                 sums.latency_sum += float(latency_sum or 0.0)
                 sums.tps_count += _count(tps)
                 sums.tps_sum += float(tps_sum or 0.0)
-    ok = _r.outcome == "ok"
-    timed = ok & _r.latency_ms.is_not(None)
-    speed = ok & _r.tokens_per_s.is_not(None)
+    raw = raw if raw is not None else _RawSums(conn)
     for lo, hi in tiers["raw"]:
-        row = conn.execute(
-            select(
-                func.coalesce(func.sum(_r.weight), 0),
-                _weighed(ok),
-                _weighed(_r.outcome.in_(_SERVED)),
-                _weighed(_r.outcome.in_(_BLOCKED)),
-                func.sum(
-                    (func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0))
-                    * _r.weight
-                ),
-                func.sum(case((timed, cast(_r.latency_ms, Float) * _r.weight))),
-                _weighed(timed),
-                func.sum(case((speed, cast(_r.tokens_per_s, Float) * _r.weight))),
-                _weighed(speed),
-            ).where(_r.ts >= lo, _r.ts < hi)
-        ).one()
-        sums.total += int(row[0] or 0)
-        sums.ok += int(row[1] or 0)
-        sums.served += int(row[2] or 0)
-        sums.blocked += int(row[3] or 0)
-        sums.tokens += int(row[4] or 0)
-        sums.latency_sum += float(row[5] or 0.0)
-        sums.latency_count += int(row[6] or 0)
-        sums.tps_sum += float(row[7] or 0.0)
-        sums.tps_count += int(row[8] or 0)
+        for row in raw(lo, hi):
+            sums.total += int(row[0] or 0)
+            sums.ok += int(row[1] or 0)
+            sums.served += int(row[2] or 0)
+            sums.blocked += int(row[3] or 0)
+            sums.tokens += int(row[4] or 0)
+            sums.latency_sum += float(row[5] or 0.0)
+            sums.latency_count += int(row[6] or 0)
+            sums.tps_sum += float(row[7] or 0.0)
+            sums.tps_count += int(row[8] or 0)
     return sums
+
+
+class _RawSums:
+    """The request sums of raw rows in time ranges, each piece between two of `bounds` read
+    from the database once. The alert worker's windows all end now: each reads the minutes
+    not rolled up yet (two to three at the rollups' lag) from the raw rows, and the one-minute
+    window lies within them. Cut at every window's raw bounds, those minutes are read once
+    per step instead of once per window and again for the baseline."""
+
+    def __init__(self, conn: Connection, bounds: Iterable[datetime] = ()) -> None:
+        self.conn = conn
+        self.bounds = sorted(set(bounds))
+        self.pieces: dict[tuple[datetime, datetime], Any] = {}
+
+    def __call__(self, lo: datetime, hi: datetime) -> list[Any]:
+        """The sums of each piece of `lo <= ts < hi` (a row of `_RAW_SUMS` each)."""
+        cuts = [lo, *(t for t in self.bounds if lo < t < hi), hi]
+        rows = []
+        for piece in itertools.pairwise(cuts):
+            row = self.pieces.get(piece)
+            if row is None:
+                row = self.pieces[piece] = self.conn.execute(
+                    _RAW_SUMS.where(_r.ts >= piece[0], _r.ts < piece[1])
+                ).one()
+            rows.append(row)
+        return rows
+
+
+def _raw_bounds(starts: Iterable[datetime], until: datetime, sealed: datetime) -> list[datetime]:
+    """The ends of the raw ranges of windows from each of `starts` to `until`."""
+    return [
+        t
+        for since in starts
+        for lo, hi in plan([since], until, sealed, hours=True)["raw"]
+        for t in (lo, hi)
+    ]
 
 
 def _count(histogram: str | None) -> int:
@@ -329,11 +358,32 @@ def _weighed(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, _r.weight), else_=0)), 0)
 
 
-def _requests(conn: Connection, since: datetime, until: datetime) -> dict[str, float | None]:
+_OK = _r.outcome == "ok"
+_TIMED = _OK & _r.latency_ms.is_not(None)
+_SPEED = _OK & _r.tokens_per_s.is_not(None)
+# What `_Sums` is made of, summed over raw rows (a `where` on `ts` added per range)
+_RAW_SUMS: Final = select(
+    func.coalesce(func.sum(_r.weight), 0),
+    _weighed(_OK),
+    _weighed(_r.outcome.in_(_SERVED)),
+    _weighed(_r.outcome.in_(_BLOCKED)),
+    func.sum(
+        (func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0)) * _r.weight
+    ),
+    func.sum(case((_TIMED, cast(_r.latency_ms, Float) * _r.weight))),
+    _weighed(_TIMED),
+    func.sum(case((_SPEED, cast(_r.tokens_per_s, Float) * _r.weight))),
+    _weighed(_SPEED),
+)
+
+
+def _requests(
+    conn: Connection, since: datetime, until: datetime, raw: _RawSums | None = None
+) -> dict[str, float | None]:
     """The request figures of the window: from the rollups where they hold it and from the
     raw rows elsewhere, as the baseline is read (an alert window of ten minutes reads the
     raw rows of its last two or three only)."""
-    sums = _request_sums(conn, _tiers(conn, since, until))
+    sums = _request_sums(conn, _tiers(conn, since, until), raw)
     total = sums.total
     return {
         "total_requests": float(total),

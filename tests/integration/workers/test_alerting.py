@@ -277,6 +277,45 @@ async def test_the_day_and_the_windows_read_the_rollups_with_the_raw_rows_figure
         assert rolled == pytest.approx(raw, rel=1e-9)
 
 
+async def test_the_windows_read_the_minutes_not_rolled_up_once(engine: Engine) -> None:
+    """Every window ends now, so each reads the minutes the rollups do not hold yet from the
+    raw rows: one evaluation reads each piece of them once, cut where a window begins, and
+    each window still gets the figures it gets alone."""
+    rng = random.Random(5)
+    until = T0 + timedelta(seconds=17)
+    records = random_records(rng, 900, until - timedelta(hours=2), timedelta(hours=2))
+    insert_rows(engine, [record_row(r) for r in records])
+    watermark = T0 - timedelta(minutes=2)  # the rollups' lag: two minutes and a bit
+    rollups.rebuild(engine, until - timedelta(hours=3), watermark)
+    with engine.begin() as conn:
+        conn.execute(update(rollup_state_table).values(sealed_until=watermark))
+    windows = (60.0, 300.0, 600.0, 3600.0)
+    reads: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, params: object, *args: object) -> None:
+        text = " ".join(statement.lower().split())
+        if "sum(requests.weight)" in text and "from requests where" in text:
+            reads.append(repr(params))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        found = summarize_windows(
+            engine,
+            dict.fromkeys(windows, frozenset({"success_rate", "blocked_rate_baseline"})),
+            until,
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # the tail cut where the one-minute window begins (2), and the ragged first minute of
+    # the 5- and 10-minute windows, the hour and the day (4): nine reads, three of the tail,
+    # before the windows shared them
+    assert len(reads) == len(set(reads)) == 6
+    for w in windows:
+        alone = summarize(engine, until - timedelta(seconds=w), until).fields
+        assert found[w].fields == pytest.approx({k: alone[k] for k in found[w].fields}, rel=1e-9)
+        assert found[w].fields["total_requests"]
+
+
 async def test_fires_once_resolves_once_and_delivers_signed(engine: Engine) -> None:
     clock = Clock()
     receiver = RecordingReceiver(secret=SECRET)
