@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import uuid
 
+import pytest
+
+from monitor import record
 from monitor.record import new_request_id
 
 
@@ -44,3 +49,36 @@ def test_the_other_74_bits_are_random() -> None:
     for bit in (0, 30, 61):  # each bit is set about half the time
         ones = sum(value >> bit & 1 for value in rand_b)
         assert 9000 < ones < 11_000
+
+
+def test_random_bits_are_read_ahead_once_per_400_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`os.urandom` lets go of the interpreter lock: the event loop's thread calls it once per
+    400 ids, and the ids across each read stay distinct."""
+    reads: list[int] = []
+
+    def urandom(size: int) -> bytes:
+        reads.append(size)
+        return real(size)
+
+    real = os.urandom
+    monkeypatch.setattr(record.os, "urandom", urandom)
+    monkeypatch.setattr(record, "_RANDOM", record._RandomBytes())  # an empty pool
+    ids = [new_request_id() for _ in range(1000)]
+    assert reads == [4000] * 3
+    assert len(set(ids)) == 1000
+    assert len({found[12:] for found in ids}) == 1000  # the random part too
+
+
+def test_threads_draw_from_pools_of_their_own() -> None:
+    found: list[list[str]] = [[] for _ in range(4)]
+
+    def make(out: list[str]) -> None:
+        out.extend(new_request_id() for _ in range(2000))
+
+    threads = [threading.Thread(target=make, args=(out,)) for out in found]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [found_id for out in found for found_id in out]
+    assert len(set(every)) == len(every) == 8000
