@@ -77,7 +77,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._disarm()
         self._request_begun = False
         # an ASGI extension: uvicorn's scope has no "extensions" of its own
-        extensions: dict[str, Any] = {DISCONNECT_HOOK: DisconnectHook()}
+        extensions: dict[str, Any] = {DISCONNECT_HOOK: DisconnectHook(self.loop)}
         self.scope["extensions"] = extensions
         previous = self.cycle
         super().on_headers_complete()
