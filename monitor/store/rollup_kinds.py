@@ -20,7 +20,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import ColumnElement, Select, Table, and_, case, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from monitor.store.histogram import bucket_index
@@ -352,6 +363,12 @@ def minute_of(ts: ColumnElement[datetime], dialect_name: str) -> ColumnElement[A
     return func.substr(ts, 1, 16)
 
 
+def _sum64(value: ColumnElement[Any]) -> ColumnElement[int]:
+    """SUM as a 64-bit integer (Postgres sums a bigint into a numeric, which the driver gives
+    as a Decimal)."""
+    return cast(func.sum(value), BigInteger)
+
+
 def _minutes() -> Callable[[Any], datetime]:
     """A minute as `minute_of` gives it → an aware UTC datetime, each distinct one worked out
     once (a minute's thousands of rows share it)."""
@@ -392,7 +409,8 @@ def add_raw_minutes(
     where = and_(source.ts >= since, source.ts < until)
     cut = _minutes()
     if kind in SQL_SUMS:
-        sums = [func.sum(weight), *(func.sum(value * weight) for value in values)]
+        # in 64 bits: a token count times a sampling weight can pass a 32-bit integer
+        sums = [_sum64(weight), *(_sum64(value * cast(weight, BigInteger)) for value in values)]
         query = source.query.with_only_columns(minute, *keys, *sums).where(where)
         for row in conn.execute(query.group_by(minute, *keys)):
             accumulator.add_rollup((cut(row[0]), *row[1:width]), row[width:])

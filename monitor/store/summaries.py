@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import ColumnElement, Float, Text, case, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Float, Text, case, cast, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from monitor.store.models import (
@@ -367,8 +367,11 @@ _RAW_SUMS: Final = select(
     _weighed(_OK),
     _weighed(_r.outcome.in_(_SERVED)),
     _weighed(_r.outcome.in_(_BLOCKED)),
-    func.sum(
-        (func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0)) * _r.weight
+    func.sum(  # in 64 bits: tokens times a sampling weight can pass a 32-bit integer
+        cast(
+            func.coalesce(_r.prompt_tokens, 0) + func.coalesce(_r.completion_tokens, 0), BigInteger
+        )
+        * _r.weight
     ),
     func.sum(case((_TIMED, cast(_r.latency_ms, Float) * _r.weight))),
     _weighed(_TIMED),

@@ -409,6 +409,12 @@ def test_the_builders_minutes_equal_the_raw_rows_floored_in_python(engine: Engin
     fill(engine, seed=4, count=1500)
     with engine.begin() as conn:  # sampled successes: some rows stand for several requests
         conn.execute(update(requests_table).where(requests_table.c.id.like("%3")).values(weight=7))
+        # a long prompt sampled 1 in 1,000: its token sum passes a 32-bit integer
+        conn.execute(
+            update(requests_table)
+            .where(requests_table.c.id.like("%07"))
+            .values(prompt_tokens=3_000_000, weight=1000)
+        )
     since, until = START + timedelta(hours=5), START + timedelta(days=1, hours=7)
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":

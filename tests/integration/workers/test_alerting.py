@@ -316,6 +316,21 @@ async def test_the_windows_read_the_minutes_not_rolled_up_once(engine: Engine) -
         assert found[w].fields["total_requests"]
 
 
+async def test_token_sums_pass_32_bits(engine: Engine) -> None:
+    """A long prompt sampled 1 in 1,000 stands for three billion tokens: summed in 64 bits,
+    not refused by Postgres as out of range."""
+    traffic(engine, T0, "ok", 3, "big")
+    with engine.begin() as conn:
+        conn.execute(
+            update(requests_table)
+            .where(requests_table.c.id == "big-1")
+            .values(prompt_tokens=3_000_000, weight=1000)
+        )
+    until = T0 + timedelta(minutes=1)
+    found = summarize_windows(engine, {60.0: {"total_requests"}}, until)
+    assert found[60.0].fields["total_tokens"] == 3_000_000 * 1000 + 10 * 1000 + 2 * 10
+
+
 async def test_fires_once_resolves_once_and_delivers_signed(engine: Engine) -> None:
     clock = Clock()
     receiver = RecordingReceiver(secret=SECRET)
