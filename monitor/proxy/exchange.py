@@ -73,7 +73,6 @@ class Exchange:
 
     __slots__ = (
         "_body_late",
-        "_hook",
         "_loop",
         "_server_hook",
         "_watcher",
@@ -99,7 +98,6 @@ class Exchange:
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. rate-limit headers
         self._watcher: asyncio.Task[None] | None = None
-        self._hook: DisconnectHook | None = None
         self._body_late = False
         self._server_hook = disconnect_hook(scope)
         # Under the proxy's protocol, its loop: `asyncio.get_running_loop()` (and a
@@ -163,7 +161,6 @@ class Exchange:
         hook = self._server_hook
         if hook is not None:
             hook.callback = lambda: self._client_left(task)
-            self._hook = hook
             return
 
         async def wait() -> None:
@@ -181,9 +178,8 @@ class Exchange:
             task.cancel()
 
     def stop_watching(self) -> None:
-        if self._hook is not None:
-            self._hook.callback = None
-            self._hook = None
+        if self._server_hook is not None:
+            self._server_hook.callback = None
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()
         self._watcher = None

@@ -83,8 +83,11 @@ def summarize(
     """The summary of `since <= ts < until`; with `baseline`, the `*_baseline` fields too
     (the same figures over `baseline` ending at `until`)."""
     with engine.connect() as conn:
-        base = _baseline(conn, until, baseline) if baseline is not None else {}
-        return _summary(conn, since, until, base)
+        sealed = sealed_until(conn)
+        base = {}
+        if baseline is not None:
+            base = _baseline(conn, _tiers(until - baseline, until, sealed))
+        return _summary(conn, since, until, base, _tiers(since, until, sealed))
 
 
 def summarize_windows(
@@ -112,12 +115,14 @@ def summarize_windows(
     with engine.connect() as conn:
         asked = frozenset().union(*wanted.values()) if wanted else frozenset()
         sealed = sealed_until(conn)
+        starts = {w: until - timedelta(seconds=w) for w in wanted}
+        tiers = {w: _tiers(since, until, sealed) for w, since in starts.items()}
+        base_tiers = _tiers(until - baseline, until, sealed)
         # Every window ends at `until`: they share the minutes not rolled up yet, read once
-        spans = [until - timedelta(seconds=w) for w in wanted] + [until - baseline]
-        raw = _RawSums(conn, _raw_bounds(spans, until, sealed))
-        base = _baseline(conn, until, baseline, asked, raw)
+        raw = _RawSums(conn, _raw_bounds([*tiers.values(), base_tiers]))
+        base = _baseline(conn, base_tiers, asked, raw)
         return {
-            w: _summary(conn, until - timedelta(seconds=w), until, base, groups, raw)
+            w: _summary(conn, starts[w], until, base, tiers[w], groups, raw)
             for w, groups in wanted.items()
         }
 
@@ -157,12 +162,14 @@ def _summary(
     since: datetime,
     until: datetime,
     base: dict[str, float | None],
+    tiers: dict[str, Ranges],
     groups: frozenset[str] = GROUPS,
     raw: _RawSums | None = None,
 ) -> Summary:
+    """The summary of `since <= ts < until`, whose parts `tiers` says where to read."""
     fields: dict[str, float | None] = {}
     if REQUESTS in groups:
-        fields.update(_requests(conn, since, until, raw))
+        fields.update(_requests(conn, tiers, raw))
     if PERCENTILES_OF in groups:
         latencies = _percentiles(conn, since, until)
         for pct in PERCENTILES:
@@ -170,7 +177,7 @@ def _summary(
             fields[f"p{pct}_response_time_s"] = value / 1000.0 if value is not None else None
     if PROBES in groups:
         fields.update(_probes(conn, since, until))
-    quality = _quality_means(conn, _tiers(conn, since, until)) if QUALITY in groups else {}
+    quality = _quality_means(conn, tiers) if QUALITY in groups else {}
     if QUALITY in groups:
         fields["quality_overall"] = _overall(quality)
     fields.update((k, v) for k, v in base.items() if k in groups)
@@ -179,15 +186,12 @@ def _summary(
 
 def _baseline(
     conn: Connection,
-    until: datetime,
-    span: timedelta,
+    tiers: dict[str, Ranges],
     groups: frozenset[str] = GROUPS,
     raw: _RawSums | None = None,
 ) -> dict[str, float | None]:
     """The `*_baseline` fields asked for in `groups`: blocked rate and overall quality over
-    `span` ending at `until`."""
-    start = until - span
-    tiers = _tiers(conn, start, until)
+    the baseline's span, whose parts `tiers` says where to read."""
     out: dict[str, float | None] = {}
     if BLOCKED_BASELINE in groups:
         sums = _request_sums(conn, tiers, raw)
@@ -210,9 +214,10 @@ _ru = rollup_requests_table.c
 _rq = rollup_quality_table.c
 
 
-def _tiers(conn: Connection, since: datetime, until: datetime) -> dict[str, Ranges]:
-    """Where each part of the window is read from: rollups (minute, hour) or raw rows."""
-    return plan([since], until, sealed_until(conn), hours=True)
+def _tiers(since: datetime, until: datetime, sealed: datetime) -> dict[str, Ranges]:
+    """Where each part of the window is read from: rollups (minute, hour) or raw rows, the
+    rollups holding the minutes before `sealed` (the watermark)."""
+    return plan([since], until, sealed, hours=True)
 
 
 @dataclass(slots=True)
@@ -307,14 +312,9 @@ class _RawSums:
         return rows
 
 
-def _raw_bounds(starts: Iterable[datetime], until: datetime, sealed: datetime) -> list[datetime]:
-    """The ends of the raw ranges of windows from each of `starts` to `until`."""
-    return [
-        t
-        for since in starts
-        for lo, hi in plan([since], until, sealed, hours=True)["raw"]
-        for t in (lo, hi)
-    ]
+def _raw_bounds(plans: Iterable[dict[str, Ranges]]) -> list[datetime]:
+    """The ends of the raw ranges of each of `plans` (`_tiers`)."""
+    return [t for tiers in plans for lo, hi in tiers["raw"] for t in (lo, hi)]
 
 
 def _count(histogram: str | None) -> int:
@@ -381,12 +381,12 @@ _RAW_SUMS: Final = select(
 
 
 def _requests(
-    conn: Connection, since: datetime, until: datetime, raw: _RawSums | None = None
+    conn: Connection, tiers: dict[str, Ranges], raw: _RawSums | None = None
 ) -> dict[str, float | None]:
     """The request figures of the window: from the rollups where they hold it and from the
     raw rows elsewhere, as the baseline is read (an alert window of ten minutes reads the
     raw rows of its last two or three only)."""
-    sums = _request_sums(conn, _tiers(conn, since, until), raw)
+    sums = _request_sums(conn, tiers, raw)
     total = sums.total
     return {
         "total_requests": float(total),
