@@ -61,22 +61,26 @@ class RecentRequests:
 
     def __init__(self, size: int = 10_000) -> None:
         self._order: deque[str] = deque()
-        self._made: dict[str, Made] = {}
+        # request id -> principal: a `Made` is built only when asked (rarely), not per request
+        self._principals: dict[str, str | None] = {}
         self._size = size
 
     def add(self, request_id: str, principal: str | None = None) -> None:
-        if request_id in self._made:
+        principals = self._principals
+        if request_id in principals:
             return
         self._order.append(request_id)
-        self._made[request_id] = Made(principal)
+        principals[request_id] = principal
         if len(self._order) > self._size:
-            self._made.pop(self._order.popleft(), None)
+            principals.pop(self._order.popleft(), None)
 
     def get(self, request_id: str) -> Made | None:
-        return self._made.get(request_id)
+        if request_id not in self._principals:
+            return None
+        return Made(self._principals[request_id])
 
     def __contains__(self, request_id: object) -> bool:
-        return request_id in self._made
+        return request_id in self._principals
 
 
 Lookup = Callable[[str], Made | None]  # blocking store look-up, called in a thread

@@ -31,7 +31,7 @@ from monitor.proxy.relay import Relay, relay_for
 from monitor.proxy.timing import RequestTimer
 from monitor.proxy.tracecontext import start_trace, with_traceparent
 from monitor.record import RequestRecord, TextHasher, new_request_id, utcnow
-from monitor.upstream.backend import BackendClient, iter_body
+from monitor.upstream.backend import BackendClient, iter_body, read_body
 from monitor.upstream.client import UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class ProxyHandler:
         tracing: bool = False,
     ) -> None:
         self.settings = settings
+        self.backend_label = settings.backend_label  # a property that builds a string
         # OpenTelemetry export is on: each request gets a span id, its parent the client's
         # `traceparent`, and the backend gets the span as its parent (`tracecontext`)
         self.tracing = tracing
@@ -132,7 +133,7 @@ class ProxyHandler:
             ts=utcnow(),
             route=route,
             protocol=protocol,
-            backend=self.settings.backend_label,
+            backend=self.backend_label,
         )
         if self.tracing:
             start_trace(record.extra, scope["headers"])
@@ -259,7 +260,7 @@ class ProxyHandler:
         guard: GuardStep | None,
         prompt: str,
     ) -> None:
-        data = b"".join([chunk async for chunk in iter_body(upstream)])
+        data = await read_body(upstream)
         out = relay.whole(data)
         if relay.text:
             relay.timer.token()  # the whole answer is the first (and last) token

@@ -113,7 +113,19 @@ async def iter_body(upstream: UpstreamResponse) -> AsyncIterator[bytes]:
     try:
         async for chunk in upstream.chunks():
             yield chunk
-    except UpstreamTimeout as exc:
-        raise BackendTimeout(f"backend stalled mid-response: {exc}") from exc
     except UpstreamError as exc:
-        raise BackendFailed(f"backend connection broke mid-response: {exc}") from exc
+        raise _mid_body(exc) from exc
+
+
+async def read_body(upstream: UpstreamResponse) -> bytes:
+    """The whole upstream body; transport failures mid-body become backend errors."""
+    try:
+        return await upstream.read()
+    except UpstreamError as exc:
+        raise _mid_body(exc) from exc
+
+
+def _mid_body(exc: UpstreamError) -> BackendFailed:
+    if isinstance(exc, UpstreamTimeout):
+        return BackendTimeout(f"backend stalled mid-response: {exc}")
+    return BackendFailed(f"backend connection broke mid-response: {exc}")

@@ -208,31 +208,41 @@ class UpstreamResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
-        timeout = self._pool.read_timeout
         while True:
             while conn.chunks:
                 yield conn.take()
             if conn.complete:
                 return
-            if conn.error is not None:
-                raise conn.error
-            try:
-                await conn.wait(timeout)
-            except UpstreamTimeout as exc:
-                raise UpstreamTimeout(
-                    f"backend sent nothing for {timeout:g}s mid-response"
-                ) from exc
+            await self._more()
 
     async def read(self, limit: int | None = None) -> bytes:
+        """The body (its first `limit` bytes), in one piece. A loop of its own rather than
+        `chunks()`: a whole answer is read for most requests, and an async generator's frames
+        and steps cost more than the rest of reading a body that has already arrived."""
+        conn = self._conn
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            parts.append(chunk)
-            size += len(chunk)
-            if limit is not None and size >= limit:
-                break
-        data = b"".join(parts)
-        return data if limit is None else data[:limit]
+        while True:
+            while conn.chunks:
+                chunk = conn.take()
+                parts.append(chunk)
+                size += len(chunk)
+                if limit is not None and size >= limit:
+                    return b"".join(parts)[:limit]
+            if conn.complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            await self._more()
+
+    async def _more(self) -> None:
+        """Wait for more of the body; raises the connection's error, or `UpstreamTimeout`."""
+        conn = self._conn
+        if conn.error is not None:
+            raise conn.error
+        timeout = self._pool.read_timeout
+        try:
+            await conn.wait(timeout)
+        except UpstreamTimeout as exc:
+            raise UpstreamTimeout(f"backend sent nothing for {timeout:g}s mid-response") from exc
 
     def release(self) -> None:
         """Give the connection back when the response was read to its end; else close it."""

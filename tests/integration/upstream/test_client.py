@@ -250,6 +250,33 @@ async def test_chunked_and_close_delimited_bodies() -> None:
         resp.release()
 
 
+async def test_read_waits_for_every_piece_and_stops_at_its_limit() -> None:
+    """`read()` joins a body that arrives in pieces with pauses between them; `read(limit)`
+    returns its first `limit` bytes as soon as they are in, without waiting for the rest."""
+    parts = (b"first ", b"second ", b"third")
+
+    async def in_pieces(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for part in parts:
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with Server(in_pieces) as pool:
+        resp = await pool.request("POST", "/", [], b"{}")
+        assert await resp.read() == b"first second third"
+        assert resp.complete
+        resp.release()
+        resp = await pool.request("POST", "/", [], b"{}")
+        assert await resp.read(10) == b"first seco"
+        assert not resp.complete  # the third piece had not been read
+        resp.close()
+
+
 async def test_large_body_with_flow_control() -> None:
     blob = bytes(range(256)) * 16 * 1024  # 4 MiB, past the read high-water mark
 
