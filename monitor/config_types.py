@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -95,14 +95,27 @@ LOG_SLOTS = 1024  # entries a rate-limit log keeps at most, for limits above thi
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """`amount` units (requests or tokens) per sliding window of `window_s` seconds."""
+    """`amount` units (requests or tokens) per sliding window of `window_s` seconds.
+
+    `window_us`: the window in integer microseconds. `slot_us`: the time resolution a sliding
+    log of this limit keeps: 1 µs (every entry exact) up to `LOG_SLOTS` units; above, a
+    window's `LOG_SLOTS`-th, so that a log never holds more than about `LOG_SLOTS` entries
+    however high the limit. Both are worked out once: the limiter reads them several times a
+    request.
+    """
 
     amount: int
     window_s: float
+    window_us: int = field(init=False, repr=False, compare=False)
+    slot_us: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.amount < 0 or not self.window_s > 0 or math.isinf(self.window_s):
             raise ValueError(f"invalid rate limit {self.amount}/{self.window_s}s")
+        window_us = round(self.window_s * 1_000_000)
+        slot_us = 1 if self.amount <= LOG_SLOTS else max(1, window_us // LOG_SLOTS)
+        object.__setattr__(self, "window_us", window_us)
+        object.__setattr__(self, "slot_us", slot_us)
 
     @classmethod
     def parse(cls, text: str) -> RateLimit:
@@ -128,19 +141,6 @@ class RateLimit:
         if window_s <= 0:
             raise ValueError(f"invalid rate limit {text!r}: the period must be positive")
         return cls(int(match.group(1)), window_s)
-
-    @property
-    def window_us(self) -> int:
-        return round(self.window_s * 1_000_000)
-
-    @property
-    def slot_us(self) -> int:
-        """The time resolution a sliding log of this limit keeps: 1 µs (every entry exact) up
-        to `LOG_SLOTS` units; above, a window's `LOG_SLOTS`-th, so that a log never holds more
-        than about `LOG_SLOTS` entries however high the limit."""
-        if self.amount <= LOG_SLOTS:
-            return 1
-        return max(1, self.window_us // LOG_SLOTS)
 
     def __str__(self) -> str:
         for name, seconds in (("day", 86400), ("hour", 3600), ("minute", 60)):
