@@ -67,11 +67,21 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             if hook is not None:
                 hook.fire()
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # A request begun in `data` whose headers are still to come gets its deadline now,
+        # once the parser is done with `data`: headers that arrive whole (nearly always)
+        # cost no timer to set and cancel.
+        if (
+            self._request_begun
+            and self._header_deadline is None
+            and not self.transport.is_closing()
+        ):
+            self._arm()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._request_begun = True
-        if self._header_deadline is None:
-            self._arm()
 
     def on_headers_complete(self) -> None:
         self._disarm()

@@ -123,3 +123,37 @@ def test_a_stream_longer_than_the_deadline_and_the_next_request_are_untouched(
         fake_backend.script.chunk_s = 0.0
         again = client.post(f"{serve}/v1/chat/completions", json=CHAT)
         assert again.status_code == 200
+
+
+def test_the_next_request_on_a_keep_alive_connection_has_a_deadline_of_its_own(
+    serve: str,
+) -> None:
+    """The first request's headers came whole; the second's trickle after its first bytes:
+    its deadline runs from those bytes, and it gets a 408."""
+    request = json.dumps(CHAT).encode()
+    with _connect(serve) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(request), request)
+        )
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        time.sleep(0.3)  # the whole answer is in; the connection stays open (keep-alive)
+        started = time.monotonic()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sock.settimeout(TIMEOUT_S + 8)
+        answer = b""
+        try:
+            while b"HTTP/1.1 408" not in answer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        waited = time.monotonic() - started
+    assert b"HTTP/1.1 408" in answer, answer[-300:]
+    assert TIMEOUT_S * 0.9 <= waited < TIMEOUT_S + 5
