@@ -307,7 +307,7 @@ def profile_target(name: str, args: argparse.Namespace, backend_port: int, work:
     env, database_url = _target_env(name, work, args.pg_admin)
     port = _free_port()
     serve = [
-        str(ROOT / ".venv/bin/gemma-monitor"), "serve", "--host", "127.0.0.1", "--port",
+        str(Path(sys.executable).parent / "gemma-monitor"), "serve", "--host", "127.0.0.1", "--port",
         str(port), "--backend", f"http://127.0.0.1:{backend_port}", "--migrate",
         "--database-url", database_url,
     ]  # fmt: skip
@@ -336,12 +336,14 @@ def profile_target(name: str, args: argparse.Namespace, backend_port: int, work:
             if args.nonblocking:
                 record.append("--nonblocking")
             for fmt, file in (("raw", "stacks.txt"), ("flamegraph", "flame.svg")):
-                subprocess.run(
+                done = subprocess.run(
                     [*record, "--format", fmt, "--output", str(out / file)],
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
+                if done.returncode != 0:  # py-spy needs ptrace: root, or CAP_SYS_PTRACE
+                    raise SystemExit(f"py-spy record failed: {done.stderr.strip()[-2000:]}")
     tick = os.sysconf("SC_CLK_TCK")
     rows = []
     for tid, (comm, ticks) in after.items():
@@ -366,7 +368,7 @@ def profile_target(name: str, args: argparse.Namespace, backend_port: int, work:
         ),
         "",
     ]
-    summary = "\n".join(header) + summarize((out / "stacks.txt").read_text(), args.top)
+    summary = "\n".join(header) + "\n" + summarize((out / "stacks.txt").read_text(), args.top)
     (out / "summary.md").write_text(summary)
     return summary
 
