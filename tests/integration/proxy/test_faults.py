@@ -195,14 +195,18 @@ class HalfAnswer:
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 continue
-            with conn:
-                conn.recv(65536)  # the request (small, one segment on loopback)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b'content-length: 200\r\n\r\n{"id": "x", "choices": ['
-                )
-                if self.then == "stall":
-                    self.stop.wait(5)
+            # one thread a connection: a stalled answer (a health probe's, say) holds no other
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (small, one segment on loopback)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b'content-length: 200\r\n\r\n{"id": "x", "choices": ['
+            )
+            if self.then == "stall":
+                self.stop.wait(5)
 
     def close(self) -> None:
         self.stop.set()
