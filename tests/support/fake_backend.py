@@ -25,7 +25,9 @@ class Script:
     chunk_s: float = 0.0
     status: int = 200
     error_body: bytes = b'{"error": {"message": "scripted failure", "type": "server_error"}}'
-    mode: str = "ok"  # ok | drop_mid_stream | hang | garbage | no_usage | json_for_stream
+    # ok | drop_mid_stream | hang | garbage | no_usage | json_for_stream, and for a whole
+    # answer: drop_mid_body (half its body, then the connection closes) | stall_mid_body
+    mode: str = "ok"
     drop_after: int = 1
     tool_call: bool = False
     linger_s: float = 0.0  # after the last event, before ending the response
@@ -121,6 +123,8 @@ class FakeBackend:
             chat = path == "/v1/chat/completions"
             if stream and s.mode != "json_for_stream":
                 await self._openai_stream(send, receive, chat, model, payload)
+            elif s.mode in ("drop_mid_body", "stall_mid_body"):
+                await self._half_body(send, orjson.dumps(_openai_whole(chat, model, s)))
             else:
                 await _json(send, 200, _openai_whole(chat, model, s))
         elif path in ("/api/chat", "/api/generate"):
@@ -130,6 +134,26 @@ class FakeBackend:
                 await _json(send, 200, _ollama_whole(path == "/api/chat", model, s))
         else:
             await _json(send, 404, {"error": f"no route {path}"})
+
+    async def _half_body(self, send: Any, body: bytes) -> None:
+        """A whole answer's head (its full `content-length`) and half its body; then the
+        connection is dropped, or nothing more comes."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+        )
+        if self.script.mode == "drop_mid_body":
+            raise ConnectionAbortedError("scripted drop")  # uvicorn closes the socket
+        await asyncio.sleep(3600)
 
     async def _stream(self, send: Any, receive: Any, ctype: bytes, events: list[bytes]) -> None:
         s = self.script

@@ -176,69 +176,28 @@ def test_backend_garbage_is_a_502(proxy: RunningProxy, fake_backend: FakeBackend
     assert "not JSON" in openai_error(resp)["message"]
 
 
-class HalfAnswer:
-    """A backend on a raw socket that answers every request with its head and the first bytes
-    of a whole JSON body promised longer (`content-length`), then hangs up or goes silent."""
-
-    def __init__(self, then: str) -> None:
-        self.then = then
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.listener.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            # one thread a connection: a stalled answer (a health probe's, say) holds no other
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)  # the request (small, one segment on loopback)
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                b'content-length: 200\r\n\r\n{"id": "x", "choices": ['
-            )
-            if self.then == "stall":
-                self.stop.wait(5)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        self.listener.close()
-
-
 @pytest.mark.parametrize(
-    ("then", "status", "fragment"),
+    ("mode", "status", "fragment"),
     [
-        ("close", 502, "backend connection broke mid-response"),
-        ("stall", 504, "backend stalled mid-response"),
+        ("drop_mid_body", 502, "backend connection broke mid-response"),
+        ("stall_mid_body", 504, "backend stalled mid-response"),
     ],
 )
 def test_a_whole_answer_cut_or_stalled_mid_body_is_a_clear_error(
-    make_proxy, then: str, status: int, fragment: str
+    make_proxy, fake_backend: FakeBackend, mode: str, status: int, fragment: str
 ) -> None:
-    backend = HalfAnswer(then)
-    try:
-        proxy = make_proxy(backend_url=backend.url, read_timeout_s=0.5)
-        resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, timeout=10)
-        assert resp.status_code == status
-        error = openai_error(resp)
-        assert error["code"] == "GENERATION_ERROR" and fragment in error["message"]
-        record = proxy.record(resp.headers["x-request-id"])
-        assert (record.outcome, record.error_code, record.http_status) == (
-            "backend_error",
-            "GENERATION_ERROR",
-            status,
-        )
-    finally:
-        backend.close()
+    proxy = make_proxy(read_timeout_s=0.5)
+    fake_backend.script.mode = mode
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, timeout=10)
+    assert resp.status_code == status
+    error = openai_error(resp)
+    assert error["code"] == "GENERATION_ERROR" and fragment in error["message"]
+    record = proxy.record(resp.headers["x-request-id"])
+    assert (record.outcome, record.error_code, record.http_status) == (
+        "backend_error",
+        "GENERATION_ERROR",
+        status,
+    )
 
 
 def test_backend_dropping_mid_stream_ends_the_stream_with_an_error(
